@@ -1,0 +1,1 @@
+"""Input pipelines: tensorflow-datasets, TFRecord shards, synthetic data and the embedded digits."""

@@ -1,0 +1,175 @@
+"""IRevBlock: the invertible building block of i-RevNet, with its exact inverse."""
+
+import keras
+import tensorflow as tf
+
+from irevnet_tf.layers import validation
+from irevnet_tf.layers.bottleneck import Bottleneck
+from irevnet_tf.layers.injective_pad import InjectivePad
+from irevnet_tf.layers.psi import Psi
+
+
+@keras.saving.register_keras_serializable(package="irevnet_tf")
+class IRevBlock(keras.layers.Layer):
+    """One i-RevNet block on a pair of tensors `(x1, x2)`.
+
+    Forward: `y1 = F(x2) + psi(x1)`, `y2 = psi(x2)`, returned as the pair `(y2, y1)`:
+    as in the authors' release the halves swap roles, so the next block's bottleneck
+    reads the half this block has just updated. psi is the identity for stride 1.
+    F is computed on the un-downsampled x2 with a strided first convolution.
+
+    Inverse: `x2 = psi^-1(y2)`, `x1 = psi^-1(y1 - F(x2))`: exact up to the rounding of
+    one subtraction, for any F.
+
+    Injective blocks: a stride-1 block whose output is wider than its input
+    (`pad = 2 * out_channels - (c1 + c2) > 0`) first merges the halves, appends `pad`
+    zero channels and splits again (the halves may then have unequal widths, e.g. a
+    3-channel image split 1 + 2). Its inverse projects the reconstructed x2 back onto
+    the padded subspace (padded channels set to their exact value, zero) before it
+    recomputes F, then drops the padding. On exact inputs the projection changes
+    nothing; on rounded ones it stops the rounding in channels that carry no
+    information from being amplified by batch norms whose variance there has decayed
+    towards zero during training (up to 1/sqrt(epsilon) per block).
+
+    Training-mode inversion: `inverse(..., training=True, dropout_seed=s)` recomputes F
+    with batch statistics of the reconstructed x2 (the same batch, so the same
+    statistics) and the dropout mask of seed `s`, so it inverts a training-mode
+    forward pass called with the same `dropout_seed`. It never updates moving
+    statistics. `training=False` (the default) inverts an inference-mode forward pass.
+
+    Args:
+        out_channels: channels of each output half (before nothing is lost:
+            a stride-s block needs `out_channels == s * s * c` for input halves of c).
+        stride: 1, or the psi block size (2 in every published configuration).
+        first: the network's first block, whose F has no pre-activation.
+        mult: bottleneck width divisor (inner width `out_channels // mult`).
+        dropout_rate: dropout inside F, in [0, 1).
+        bn_momentum, bn_epsilon: batch-norm settings (Keras convention).
+        seed: seed of the dropout mask generator when no `dropout_seed` is given.
+
+    Example:
+    >>> block = IRevBlock(out_channels=32, stride=2)
+    >>> y2, y1 = block((tf.zeros([1, 8, 8, 8]), tf.zeros([1, 8, 8, 8])))  # 4x4x32 each
+    >>> x1, x2 = block.inverse((y2, y1))
+    """
+
+    def __init__(self, out_channels, stride=1, first=False, mult=4, dropout_rate=0.0,
+                 bn_momentum=0.9, bn_epsilon=1e-5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        for argument, value, low in (("out_channels", out_channels, 1), ("stride", stride, 1),
+                                     ("mult", mult, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"IRevBlock: `{argument}` must be an int >= {low}, got {value!r}.")
+        self.out_channels = out_channels
+        self.stride = stride
+        self.first = bool(first)
+        self.mult = mult
+        self.dropout_rate = dropout_rate
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.seed = seed
+        self.psi = Psi(stride, name="psi", dtype=self.dtype_policy)
+        self.bottleneck = Bottleneck(
+            out_channels, stride=stride, preactivation=not first, mult=mult,
+            dropout_rate=dropout_rate, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+            seed=seed, name="bottleneck", dtype=self.dtype_policy)
+        self.pad = None
+        self.input_halves = None
+
+    def build(self, input_shape):
+        if not (isinstance(input_shape, (list, tuple)) and len(input_shape) == 2):
+            raise ValueError(
+                f"{self.name}: expects a pair of NHWC tensors (x1, x2), got input shape "
+                f"{input_shape!r}.")
+        shape1, shape2 = (tuple(s) for s in input_shape)
+        c1, c2 = shape1[-1], shape2[-1]
+        if c1 is None or c2 is None:
+            raise ValueError(f"{self.name}: the channel counts of (x1, x2) must be known, "
+                             f"got shapes {shape1} and {shape2}.")
+        self.input_halves = (c1, c2)
+        if self.stride > 1:
+            factor = self.stride * self.stride
+            if c1 != c2 or c1 * factor != self.out_channels:
+                raise ValueError(
+                    f"{self.name}: a stride-{self.stride} block maps halves of c channels to "
+                    f"halves of {factor}*c channels (psi keeps every value), so "
+                    f"out_channels={self.out_channels} needs input halves of "
+                    f"{self.out_channels / factor:g} channels each; got {c1} and {c2}.")
+            self.pad = 0
+        else:
+            self.pad = 2 * self.out_channels - (c1 + c2)
+            if self.pad < 0:
+                raise ValueError(
+                    f"{self.name}: a stride-1 block cannot drop channels: input halves "
+                    f"{c1} + {c2} > 2 * out_channels = {2 * self.out_channels}.")
+            if self.pad == 0 and c1 != c2:
+                raise ValueError(
+                    f"{self.name}: a bijective stride-1 block needs equal halves, got {c1} and "
+                    f"{c2}; use out_channels > {(c1 + c2) / 2:g} to pad.")
+        self.injective_pad = InjectivePad(self.pad, name="injective_pad")
+        bottleneck_in = (shape2[0], shape2[1], shape2[2],
+                         self.out_channels if self.pad else c2)
+        self.bottleneck.build(bottleneck_in)
+
+    @property
+    def is_injective(self):
+        """True for a block that pads channels (built blocks only)."""
+        return bool(self.pad)
+
+    def _check_pair(self, pair, argument):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise ValueError(f"{self.name}: `{argument}` must be a pair of NHWC tensors, "
+                             f"got {type(pair).__name__}.")
+        for index, tensor in enumerate(pair):
+            validation.check_rank4(tensor, f"{argument}[{index}]", self.name)
+
+    def call(self, inputs, training=None, dropout_seed=None, update_statistics=True):
+        self._check_pair(inputs, "inputs")
+        x1, x2 = inputs
+        if self.pad:
+            merged = self.injective_pad(tf.concat([x1, x2], axis=-1))
+            x1, x2 = merged[..., : self.out_channels], merged[..., self.out_channels:]
+        fx2 = self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
+                              update_statistics=update_statistics)
+        return self.psi(x2), fx2 + self.psi(x1)
+
+    def inverse(self, outputs, training=False, dropout_seed=None):
+        """Returns the pair `(x1, x2)` that `call` maps to `outputs = (y2, y1)`."""
+        self._check_pair(outputs, "outputs")
+        y2, y1 = outputs
+        for index, tensor in enumerate(outputs):
+            validation.check_channels(tensor, self.out_channels, f"outputs[{index}]", self.name)
+        x2 = self.psi.inverse(y2)
+        if self.pad:
+            x2 = self._project_onto_padding(x2)
+        fx2 = self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
+                              update_statistics=False)
+        x1 = self.psi.inverse(y1 - fx2)
+        if self.pad:
+            merged = self.injective_pad.inverse(tf.concat([x1, x2], axis=-1))
+            c1 = self.input_halves[0]
+            x1, x2 = merged[..., :c1], merged[..., c1:]
+        return x1, x2
+
+    def _project_onto_padding(self, x2):
+        # Channels of x2 at or after this index came from the zero padding.
+        data_channels = max(sum(self.input_halves) - self.out_channels, 0)
+        zeros = tf.zeros_like(x2[..., data_channels:])
+        return tf.concat([x2[..., :data_channels], zeros], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shape2 = tuple(input_shape[1])
+        n, h, w = shape2[:3]
+        s = self.stride
+        out = (n, None if h is None else h // s, None if w is None else w // s,
+               self.out_channels)
+        return out, out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "out_channels": self.out_channels, "stride": self.stride, "first": self.first,
+            "mult": self.mult, "dropout_rate": self.dropout_rate,
+            "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon, "seed": self.seed,
+        })
+        return config

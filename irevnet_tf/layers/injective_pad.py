@@ -1,0 +1,57 @@
+"""InjectivePad: the zero-channel padding that lets an i-RevNet widen without losing information."""
+
+import keras
+import tensorflow as tf
+
+from irevnet_tf.layers import validation
+
+
+@keras.saving.register_keras_serializable(package="irevnet_tf")
+class InjectivePad(keras.layers.Layer):
+    """Appends `pad` zero channels at the end of the channel axis; `inverse` drops them.
+
+    The map is injective, not bijective: `inverse(call(x)) == x` exactly, and `inverse`
+    is the left inverse that discards whatever is in the padded channels.
+
+    Args:
+        pad: int >= 0, the number of zero channels appended.
+
+    Example:
+    >>> pad = InjectivePad(5)
+    >>> y = pad(tf.ones([2, 4, 4, 3]))   # shape (2, 4, 4, 8), last 5 channels 0
+    >>> pad.inverse(y).shape             # (2, 4, 4, 3)
+    """
+
+    def __init__(self, pad, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+            raise ValueError(f"InjectivePad: `pad` must be an int >= 0, got {pad!r}.")
+        self.pad = pad
+
+    def call(self, inputs):
+        validation.check_rank4(inputs, "inputs", self.name)
+        if self.pad == 0:
+            return inputs
+        return tf.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, self.pad]])
+
+    def inverse(self, outputs):
+        """Drops the last `pad` channels."""
+        validation.check_rank4(outputs, "outputs", self.name)
+        channels = outputs.shape[-1]
+        if channels is not None and channels <= self.pad:
+            raise ValueError(
+                f"{self.name}.inverse: `outputs` must have more than pad={self.pad} "
+                f"channels, got shape {tuple(outputs.shape)}."
+            )
+        if self.pad == 0:
+            return outputs
+        return outputs[..., : channels - self.pad]
+
+    def compute_output_shape(self, input_shape):
+        *rest, channels = input_shape
+        return (*rest, None if channels is None else channels + self.pad)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pad": self.pad})
+        return config

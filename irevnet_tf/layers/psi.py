@@ -1,0 +1,70 @@
+"""Psi: the invertible down-sampling (space-to-depth) of i-RevNet."""
+
+import keras
+import tensorflow as tf
+
+from irevnet_tf.layers import validation
+
+
+@keras.saving.register_keras_serializable(package="irevnet_tf")
+class Psi(keras.layers.Layer):
+    """Invertible space-to-depth with a square block.
+
+    `call` moves each `block_size x block_size` spatial block into channels with the
+    exact ordering of `tf.nn.space_to_depth`:
+    `out[n, h, w, (i * b + j) * C + c] = in[n, h * b + i, w * b + j, c]`; `inverse` is
+    `tf.nn.depth_to_space`. Nothing is added or lost, so both directions are exact in
+    any dtype. A height or width that the block does not divide is an error, never a
+    silent crop.
+
+    Args:
+        block_size: int >= 1; 1 is the identity.
+
+    Example:
+    >>> psi = Psi(2)
+    >>> y = psi(tf.zeros([1, 4, 6, 3]))   # shape (1, 2, 3, 12)
+    >>> x = psi.inverse(y)                # shape (1, 4, 6, 3)
+    """
+
+    def __init__(self, block_size=2, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(
+                f"Psi: `block_size` must be an int >= 1, got {block_size!r}."
+            )
+        self.block_size = block_size
+
+    def call(self, inputs):
+        validation.check_rank4(inputs, "inputs", self.name)
+        if self.block_size == 1:
+            return inputs
+        validation.check_divisible_spatial(inputs, self.block_size, "inputs", self.name)
+        return tf.nn.space_to_depth(inputs, self.block_size)
+
+    def inverse(self, outputs):
+        """Exact inverse of `call`: depth-to-space."""
+        validation.check_rank4(outputs, "outputs", self.name)
+        if self.block_size == 1:
+            return outputs
+        channels = outputs.shape[-1]
+        if channels is not None and channels % (self.block_size**2):
+            raise ValueError(
+                f"{self.name}.inverse: `outputs` must have a multiple of "
+                f"block_size**2 = {self.block_size ** 2} channels, got shape {outputs.shape}."
+            )
+        return tf.nn.depth_to_space(outputs, self.block_size)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        b = self.block_size
+        return (
+            n,
+            None if h is None else h // b,
+            None if w is None else w // b,
+            None if c is None else c * b * b,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"block_size": self.block_size})
+        return config

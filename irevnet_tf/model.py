@@ -1,0 +1,268 @@
+"""IRevNet: the i-RevNet model, with `encode` (x -> Phi), `decode` (Phi -> x) and a classifier head."""
+
+import keras
+import tensorflow as tf
+
+from irevnet_tf.layers import validation
+from irevnet_tf.layers.batch_norm import BatchNorm
+from irevnet_tf.layers.block import IRevBlock
+from irevnet_tf.layers.bottleneck import release_initializer
+from irevnet_tf.layers.psi import Psi
+
+
+def _positive_int_tuple(value, argument):
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ValueError(f"IRevNet: `{argument}` must be a non-empty sequence of ints >= 1, "
+                         f"got {value!r}.")
+    return items
+
+
+@keras.saving.register_keras_serializable(package="irevnet_tf")
+class IRevNet(keras.Model):
+    """i-RevNet (Jacobsen, Smeulders, Oyallon, ICLR 2018): invertible up to the classifier.
+
+    `encode(images)` returns Phi(x), the full representation (for the ImageNet model
+    `irevnet301`, 224x224x3 -> 7x7x3072: nothing added or lost); `decode(phi)` returns
+    the images; `call(images)` returns class logits (head: BN -> ReLU -> global average
+    pool -> Dense), or Phi when `include_top=False`, so the model drops into other
+    Keras models as a backbone.
+
+    Structure: an optional initial psi of block size `init_ds` (0 for none), a split of
+    the channels into halves (the first half has `C // 2` channels), `blocks[k]` blocks
+    per stage k whose first block has stride `strides[k]` and whose halves have
+    `channels[k]` channels, then the merge of the last pair into Phi.
+
+    Args:
+        blocks, strides, channels: per-stage blocks, first-block stride and channels of
+            each half.
+        init_ds: block size of the initial psi (0: none).
+        mult: bottleneck width divisor.
+        dropout_rate: dropout inside every bottleneck.
+        num_classes: classifier outputs.
+        input_shape: `(height, width, channels)` of the images the model is built for.
+            Any other height and width divisible by the total down-sampling work too.
+        include_top: whether `call` ends with the classifier.
+        bn_momentum, bn_epsilon: batch norms of the blocks (Keras convention; the
+            release's values are the defaults: 0.9 and 1e-5).
+        head_bn_momentum: the head's batch norm (the release's PyTorch momentum 0.9 is
+            Keras 0.1).
+        reversible: whether `fit` computes gradients by rebuilding activations from the
+            outputs (memory independent of depth) instead of storing them.
+        seed: seed for dropout masks.
+
+    Example:
+    >>> model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
+    ...                 num_classes=10, input_shape=(16, 16, 3))
+    >>> phi = model.encode(tf.random.normal([2, 16, 16, 3]))  # (2, 4, 4, 48)
+    >>> images = model.decode(phi)                             # (2, 16, 16, 3)
+    """
+
+    def __init__(self, blocks, strides, channels, init_ds=2, mult=4, dropout_rate=0.0,
+                 num_classes=1000, input_shape=(224, 224, 3), include_top=True,
+                 bn_momentum=0.9, bn_epsilon=1e-5, head_bn_momentum=0.1, reversible=True,
+                 seed=None, **kwargs):
+        kwargs.setdefault("name", "irevnet")
+        super().__init__(**kwargs)
+        self.blocks = _positive_int_tuple(blocks, "blocks")
+        self.strides = _positive_int_tuple(strides, "strides")
+        self.channels = _positive_int_tuple(channels, "channels")
+        if not len(self.blocks) == len(self.strides) == len(self.channels):
+            raise ValueError(
+                "IRevNet: `blocks`, `strides` and `channels` need one entry per stage, got "
+                f"{len(self.blocks)}, {len(self.strides)} and {len(self.channels)}.")
+        if isinstance(init_ds, bool) or not isinstance(init_ds, int) or init_ds < 0:
+            raise ValueError(f"IRevNet: `init_ds` must be 0 (no initial psi) or a psi block "
+                             f"size >= 2, got {init_ds!r}.")
+        image_shape = _positive_int_tuple(input_shape, "input_shape")
+        if len(image_shape) != 3:
+            raise ValueError("IRevNet: `input_shape` must be (height, width, channels), "
+                             f"got {input_shape!r}.")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"IRevNet: `num_classes` must be an int >= 1, got {num_classes!r}.")
+        self.init_ds = init_ds
+        self.mult = mult
+        self.dropout_rate = dropout_rate
+        self.num_classes = num_classes
+        self.image_shape = image_shape
+        self.include_top = bool(include_top)
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.head_bn_momentum = head_bn_momentum
+        self.reversible = bool(reversible)
+        self.seed = seed
+
+        self.downsampling = max(init_ds, 1)
+        for stride in self.strides:
+            self.downsampling *= stride
+        height, width, image_channels = image_shape
+        if height % self.downsampling or width % self.downsampling:
+            raise ValueError(
+                f"IRevNet: `input_shape` {image_shape} must have a height and width divisible "
+                f"by the total down-sampling {self.downsampling} (init_ds and strides).")
+        self._check_channel_flow(image_channels)
+
+        self.init_psi = Psi(max(init_ds, 1), name="init_psi", dtype=self.dtype_policy)
+        self.stack = []
+        for stage, (depth, stride, width) in enumerate(
+                zip(self.blocks, self.strides, self.channels)):
+            for index in range(depth):
+                self.stack.append(IRevBlock(
+                    width, stride=stride if index == 0 else 1, first=not self.stack,
+                    mult=mult, dropout_rate=dropout_rate, bn_momentum=bn_momentum,
+                    bn_epsilon=bn_epsilon,
+                    seed=None if seed is None else seed + len(self.stack),
+                    name=f"stage{stage + 1}_block{index + 1}", dtype=self.dtype_policy))
+        # Where each stage ends in `self.stack` (for per-stage representations).
+        self.stage_ends = []
+        for depth in self.blocks:
+            self.stage_ends.append((self.stage_ends[-1] if self.stage_ends else 0) + depth)
+        if self.include_top:
+            self.head_bn = BatchNorm(momentum=head_bn_momentum, epsilon=bn_epsilon,
+                                     name="head_bn", dtype=self.dtype_policy)
+            self.pool = keras.layers.GlobalAveragePooling2D(name="pool", dtype=self.dtype_policy)
+            # Logits in float32 under mixed precision, for a stable softmax.
+            classifier_dtype = ("float32" if self.dtype_policy.compute_dtype in
+                                ("float16", "bfloat16") else self.dtype_policy)
+            self.classifier = keras.layers.Dense(
+                num_classes, kernel_initializer=release_initializer(),
+                name="classifier", dtype=classifier_dtype)
+        self.build((None, *image_shape))
+
+    def _check_channel_flow(self, image_channels):
+        """Follows the channel counts through the stages so that a bad config fails here."""
+        total = image_channels * max(self.init_ds, 1) ** 2
+        for stage, (stride, width) in enumerate(zip(self.strides, self.channels), start=1):
+            if stride > 1 and (total % 2 or (total // 2) * stride * stride != width):
+                raise ValueError(
+                    f"IRevNet: stage {stage} has stride {stride}, so `channels[{stage - 1}]` "
+                    f"must be {stride * stride} x the incoming half width "
+                    f"({total / 2:g}) = {stride * stride * total / 2:g}, got {width}.")
+            if stride == 1 and 2 * width < total:
+                raise ValueError(
+                    f"IRevNet: stage {stage} has stride 1, so `channels[{stage - 1}]` must be "
+                    f"at least the incoming half width ({total / 2:g}), got {width}.")
+            total = 2 * width
+
+    @property
+    def phi_shape(self):
+        """Shape `(height, width, channels)` of Phi for images of `input_shape`."""
+        height, width, _ = self.image_shape
+        return (height // self.downsampling, width // self.downsampling,
+                2 * self.channels[-1])
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        stem = self.init_psi.compute_output_shape(shape)
+        first_half = stem[-1] // 2
+        pair = ((*stem[:3], first_half), (*stem[:3], stem[-1] - first_half))
+        for block in self.stack:
+            block.build(pair)
+            pair = block.compute_output_shape(pair)
+        if self.include_top:
+            merged = (*pair[0][:3], 2 * self.channels[-1])
+            self.head_bn.build(merged)
+            self.classifier.build((None, merged[-1]))
+        self.built = True
+
+    # --- the invertible part -------------------------------------------------------------
+
+    def _check_images(self, images, argument="images"):
+        images = tf.convert_to_tensor(images)
+        validation.check_rank4(images, argument, self.name)
+        validation.check_floating(images, argument, self.name)
+        validation.check_channels(images, self.image_shape[-1], argument, self.name)
+        validation.check_divisible_spatial(images, self.downsampling, argument, self.name)
+        return tf.cast(images, self.compute_dtype)
+
+    def stem(self, images):
+        """Initial psi and split: images -> the first pair `(x1, x2)`."""
+        x = self.init_psi(images)
+        half = x.shape[-1] // 2
+        return x[..., :half], x[..., half:]
+
+    def unstem(self, pair):
+        """Inverse of `stem`: merge the pair and undo the initial psi."""
+        return self.init_psi.inverse(tf.concat(list(pair), axis=-1))
+
+    def encode(self, images, training=False):
+        """Phi(x): the merged output of the invertible stack, shape `(N, *phi_shape)`.
+
+        `training=True` uses batch statistics and dropout and updates moving statistics.
+        """
+        pair = self.stem(self._check_images(images))
+        for block in self.stack:
+            pair = block(pair, training=training)
+        return tf.concat(list(pair), axis=-1)
+
+    def decode(self, phi):
+        """Images x with `encode(x) == phi` (inference mode), exact up to float rounding."""
+        phi = tf.convert_to_tensor(phi)
+        validation.check_rank4(phi, "phi", f"{self.name}.decode")
+        validation.check_floating(phi, "phi", f"{self.name}.decode")
+        validation.check_channels(phi, 2 * self.channels[-1], "phi", f"{self.name}.decode")
+        phi = tf.cast(phi, self.compute_dtype)
+        half = self.channels[-1]
+        pair = (phi[..., :half], phi[..., half:])
+        for block in reversed(self.stack):
+            pair = block.inverse(pair, training=False)
+        return self.unstem(pair)
+
+    def intermediate_representations(self, images, level="stage"):
+        """The merged pair after the stem and after each stage (`level="stage"`) or block
+        (`level="block"`), in inference mode: each one is invertible back to the image."""
+        if level not in ("stage", "block"):
+            raise ValueError(f"IRevNet: `level` must be 'stage' or 'block', got {level!r}.")
+        pair = self.stem(self._check_images(images))
+        outputs = [tf.concat(list(pair), axis=-1)]
+        ends = set(self.stage_ends)
+        for index, block in enumerate(self.stack, start=1):
+            pair = block(pair, training=False)
+            if level == "block" or index in ends:
+                outputs.append(tf.concat(list(pair), axis=-1))
+        return outputs
+
+    # --- the classifier ----------------------------------------------------------------
+
+    def classify(self, phi, training=False):
+        """The non-invertible head on Phi: BN -> ReLU -> global average pool -> Dense."""
+        if not self.include_top:
+            raise ValueError("IRevNet.classify: this model was built with include_top=False.")
+        h = tf.nn.relu(self.head_bn(phi, training=training))
+        return self.classifier(self.pool(h))
+
+    def call(self, images, training=None):
+        phi = self.encode(images, training=training)
+        if not self.include_top:
+            return phi
+        return self.classify(phi, training=training)
+
+    def compute_output_shape(self, input_shape):
+        if self.include_top:
+            return (input_shape[0], self.num_classes)
+        n, h, w, _ = input_shape
+        d = self.downsampling
+        return (n, None if h is None else h // d, None if w is None else w // d,
+                2 * self.channels[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "blocks": list(self.blocks), "strides": list(self.strides),
+            "channels": list(self.channels), "init_ds": self.init_ds, "mult": self.mult,
+            "dropout_rate": self.dropout_rate, "num_classes": self.num_classes,
+            "input_shape": list(self.image_shape), "include_top": self.include_top,
+            "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
+            "head_bn_momentum": self.head_bn_momentum, "reversible": self.reversible,
+            "seed": self.seed,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("trainable", None)
+        return cls(**config)

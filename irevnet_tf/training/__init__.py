@@ -1,0 +1,1 @@
+"""Training: the distributed loop, schedules, checkpoints and the model directory."""

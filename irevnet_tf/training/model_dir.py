@@ -1,0 +1,164 @@
+"""The model directory: what a training run records so that export and analysis need nothing else.
+
+Layout of `--model_dir`:
+    run_config.json       RunConfig: named configuration, overrides, data and preprocessing
+    checkpoints/ckpt-N*   tf.train.Checkpoint(model=..., optimizer=..., step=..., ...)
+
+A `.keras` file can stand in for a model directory; its RunConfig then lives beside it
+as `<file>.run_config.json` (written by the trainer and by export/convert_release.py).
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+from irevnet_tf import configs
+
+RUN_CONFIG_FILE = "run_config.json"
+CHECKPOINT_SUBDIR = "checkpoints"
+
+# Per-channel normalisation of pixels in [0, 255]: model input = (pixels - mean) / std.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """What a model directory's model is and what its inputs look like.
+
+    Attributes:
+        config_name: a name from `irevnet_tf.config_names()`.
+        overrides: keyword arguments applied on top of the named configuration
+            (e.g. num_classes, input_shape); JSON-serialisable.
+        dataset: the dataset trained on (informational).
+        image_size: height and width of the model's input images.
+        num_classes: classifier outputs.
+        mean, std: per-channel normalisation of pixels in [0, 255].
+        extra: anything else the trainer records (flags, preprocessing details).
+    """
+
+    config_name: str
+    overrides: dict = dataclasses.field(default_factory=dict)
+    dataset: str = ""
+    image_size: int = 224
+    num_classes: int = 1000
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def model_kwargs(self):
+        """The IRevNet keyword arguments this run config describes."""
+        return configs.get_config(self.config_name, **self.overrides)
+
+    def build_model(self, **extra_overrides):
+        """A freshly initialised IRevNet of this configuration."""
+        return configs.build_irevnet(self.config_name, **{**self.overrides, **extra_overrides})
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text, source="run config"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source}: not valid JSON ({error}).") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown or "config_name" not in data:
+            raise ValueError(f"{source}: expected the fields {sorted(known)} (config_name "
+                             f"required), got unknown {unknown}.")
+        data["mean"] = tuple(data.get("mean", IMAGENET_MEAN))
+        data["std"] = tuple(data.get("std", IMAGENET_STD))
+        return cls(**data)
+
+    def save(self, path):
+        """Writes the JSON atomically (temporary file, then rename)."""
+        atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path):
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"No run configuration at {path}.")
+        with tf.io.gfile.GFile(path, "r") as handle:
+            return cls.from_json(handle.read(), source=path)
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to `path` so that readers see the old file or the new one, never half."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if "://" in path:  # Remote file systems (gs://): gfile's rename is the best available.
+        temporary = path + ".tmp"
+        with tf.io.gfile.GFile(temporary, "w") as handle:
+            handle.write(text)
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+        return
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def run_config_path(model_dir):
+    return os.path.join(model_dir, RUN_CONFIG_FILE)
+
+
+def checkpoint_dir(model_dir):
+    return os.path.join(model_dir, CHECKPOINT_SUBDIR)
+
+
+def restore_model(model_path):
+    """Loads `(model, run_config)` from a model directory or a `.keras` file.
+
+    Raises a ValueError that names the path when there is no run configuration, no
+    checkpoint, or a checkpoint whose variables do not fit the recorded configuration.
+    """
+    if str(model_path).endswith(".keras"):
+        import keras  # Deferred: only this branch needs it.
+
+        sidecar = str(model_path) + ".run_config.json"
+        if not tf.io.gfile.exists(model_path):
+            raise FileNotFoundError(f"No .keras file at {model_path}.")
+        model = keras.saving.load_model(model_path)
+        if tf.io.gfile.exists(sidecar):
+            run_config = RunConfig.load(sidecar)
+        else:
+            run_config = RunConfig(
+                config_name=model.name if model.name in configs.CONFIGS else "irevnet301",
+                image_size=model.image_shape[0], num_classes=model.num_classes)
+        return model, run_config
+    path = run_config_path(model_path)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"model_dir {model_path!r} holds no {RUN_CONFIG_FILE}: is it a "
+                         "model directory written by trainers/train_imagenet.py?")
+    run_config = RunConfig.load(path)
+    latest = tf.train.latest_checkpoint(checkpoint_dir(model_path))
+    if latest is None:
+        raise ValueError(f"model_dir {model_path!r} holds no checkpoint under "
+                         f"{CHECKPOINT_SUBDIR}/.")
+    model = run_config.build_model()
+    restore_weights(model, latest)
+    return model, run_config
+
+
+def restore_weights(model, checkpoint_path):
+    """Restores only the model's variables from a training checkpoint, refusing a mismatch."""
+    checkpoint = tf.train.Checkpoint(model=model)
+    try:
+        status = checkpoint.restore(checkpoint_path)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+        raise ValueError(
+            f"Checkpoint {checkpoint_path} does not fit the model configuration "
+            f"{model.name!r}: {str(error)[:500]}") from None
+    status.expect_partial()
+    return status
