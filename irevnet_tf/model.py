@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from irevnet_tf import reversible as reversible_lib
 from irevnet_tf.layers import validation
 from irevnet_tf.layers.batch_norm import BatchNorm
 from irevnet_tf.layers.block import IRevBlock
@@ -66,6 +67,8 @@ class IRevNet(keras.Model):
                  bn_momentum=0.9, bn_epsilon=1e-5, head_bn_momentum=0.1, reversible=True,
                  seed=None, **kwargs):
         kwargs.setdefault("name", "irevnet")
+        # Images stay in the stream dtype (below) instead of being cast to bfloat16/float16.
+        kwargs["autocast"] = False
         super().__init__(**kwargs)
         self.blocks = _positive_int_tuple(blocks, "blocks")
         self.strides = _positive_int_tuple(strides, "strides")
@@ -105,7 +108,12 @@ class IRevNet(keras.Model):
                 f"by the total down-sampling {self.downsampling} (init_ds and strides).")
         self._check_channel_flow(image_channels)
 
-        self.init_psi = Psi(max(init_ds, 1), name="init_psi", dtype=self.dtype_policy)
+        # The invertible stream (the pairs) is carried in the variable dtype (float32 under
+        # mixed precision); only the bottlenecks and the head compute in the policy's dtype.
+        # Inversion then stays exact to float32 rounding: y1 = F(x2) + x1 is undone by
+        # y1 - F(x2) with the same low-precision F(x2).
+        self.stream_dtype = self.dtype_policy.variable_dtype
+        self.init_psi = Psi(max(init_ds, 1), name="init_psi", dtype=self.stream_dtype)
         self.stack = []
         for stage, (depth, stride, width) in enumerate(
                 zip(self.blocks, self.strides, self.channels)):
@@ -115,11 +123,14 @@ class IRevNet(keras.Model):
                     mult=mult, dropout_rate=dropout_rate, bn_momentum=bn_momentum,
                     bn_epsilon=bn_epsilon,
                     seed=None if seed is None else seed + len(self.stack),
-                    name=f"stage{stage + 1}_block{index + 1}", dtype=self.dtype_policy))
+                    name=f"stage{stage + 1}_block{index + 1}", dtype=self.stream_dtype,
+                    bottleneck_dtype=self.dtype_policy.name))
         # Where each stage ends in `self.stack` (for per-stage representations).
         self.stage_ends = []
         for depth in self.blocks:
             self.stage_ends.append((self.stage_ends[-1] if self.stage_ends else 0) + depth)
+        self.seed_generator = (keras.random.SeedGenerator(seed, name="dropout_seeds")
+                               if dropout_rate > 0 else None)
         if self.include_top:
             self.head_bn = BatchNorm(momentum=head_bn_momentum, epsilon=bn_epsilon,
                                      name="head_bn", dtype=self.dtype_policy)
@@ -176,7 +187,7 @@ class IRevNet(keras.Model):
         validation.check_floating(images, argument, self.name)
         validation.check_channels(images, self.image_shape[-1], argument, self.name)
         validation.check_divisible_spatial(images, self.downsampling, argument, self.name)
-        return tf.cast(images, self.compute_dtype)
+        return tf.cast(images, self.stream_dtype)
 
     def stem(self, images):
         """Initial psi and split: images -> the first pair `(x1, x2)`."""
@@ -188,14 +199,26 @@ class IRevNet(keras.Model):
         """Inverse of `stem`: merge the pair and undo the initial psi."""
         return self.init_psi.inverse(tf.concat(list(pair), axis=-1))
 
-    def encode(self, images, training=False):
+    def encode(self, images, training=False, dropout_seed=None):
         """Phi(x): the merged output of the invertible stack, shape `(N, *phi_shape)`.
 
-        `training=True` uses batch statistics and dropout and updates moving statistics.
+        `training=True` uses batch statistics and dropout and updates moving statistics
+        once; with `reversible=True` its gradient is then the memory-saving one
+        (`irevnet_tf.reversible`). `dropout_seed` (int tensor of shape [2]) fixes the
+        dropout masks; by default a new seed is drawn per call.
         """
         pair = self.stem(self._check_images(images))
-        for block in self.stack:
-            pair = block(pair, training=training)
+        if not training:
+            pair = reversible_lib.plain_stack(self.stack, pair, [None] * len(self.stack),
+                                              training=False)
+            return tf.concat(list(pair), axis=-1)
+        if dropout_seed is None and self.seed_generator is not None:
+            dropout_seed = self.seed_generator.next()
+        seeds = reversible_lib.block_dropout_seeds(dropout_seed, len(self.stack))
+        if self.reversible:
+            pair = reversible_lib.reversible_stack(self.stack, pair, seeds)
+        else:
+            pair = reversible_lib.plain_stack(self.stack, pair, seeds, training=True)
         return tf.concat(list(pair), axis=-1)
 
     def decode(self, phi):
@@ -204,7 +227,7 @@ class IRevNet(keras.Model):
         validation.check_rank4(phi, "phi", f"{self.name}.decode")
         validation.check_floating(phi, "phi", f"{self.name}.decode")
         validation.check_channels(phi, 2 * self.channels[-1], "phi", f"{self.name}.decode")
-        phi = tf.cast(phi, self.compute_dtype)
+        phi = tf.cast(phi, self.stream_dtype)
         half = self.channels[-1]
         pair = (phi[..., :half], phi[..., half:])
         for block in reversed(self.stack):
@@ -234,8 +257,8 @@ class IRevNet(keras.Model):
         h = tf.nn.relu(self.head_bn(phi, training=training))
         return self.classifier(self.pool(h))
 
-    def call(self, images, training=None):
-        phi = self.encode(images, training=training)
+    def call(self, images, training=None, dropout_seed=None):
+        phi = self.encode(images, training=bool(training), dropout_seed=dropout_seed)
         if not self.include_top:
             return phi
         return self.classify(phi, training=training)

@@ -46,6 +46,9 @@ class IRevBlock(keras.layers.Layer):
         dropout_rate: dropout inside F, in [0, 1).
         bn_momentum, bn_epsilon: batch-norm settings (Keras convention).
         seed: seed of the dropout mask generator when no `dropout_seed` is given.
+        bottleneck_dtype: dtype policy of F (default: the block's). A block whose own
+            policy is float32 with a mixed-precision F keeps the pair in float32, so
+            `inverse` stays exact to float32 rounding.
 
     Example:
     >>> block = IRevBlock(out_channels=32, stride=2)
@@ -54,7 +57,8 @@ class IRevBlock(keras.layers.Layer):
     """
 
     def __init__(self, out_channels, stride=1, first=False, mult=4, dropout_rate=0.0,
-                 bn_momentum=0.9, bn_epsilon=1e-5, seed=None, **kwargs):
+                 bn_momentum=0.9, bn_epsilon=1e-5, seed=None, bottleneck_dtype=None,
+                 **kwargs):
         super().__init__(**kwargs)
         for argument, value, low in (("out_channels", out_channels, 1), ("stride", stride, 1),
                                      ("mult", mult, 1)):
@@ -68,11 +72,13 @@ class IRevBlock(keras.layers.Layer):
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.seed = seed
+        self.bottleneck_dtype = bottleneck_dtype
         self.psi = Psi(stride, name="psi", dtype=self.dtype_policy)
         self.bottleneck = Bottleneck(
             out_channels, stride=stride, preactivation=not first, mult=mult,
             dropout_rate=dropout_rate, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-            seed=seed, name="bottleneck", dtype=self.dtype_policy)
+            seed=seed, name="bottleneck",
+            dtype=self.dtype_policy if bottleneck_dtype is None else bottleneck_dtype)
         self.pad = None
         self.input_halves = None
 
@@ -131,7 +137,7 @@ class IRevBlock(keras.layers.Layer):
             x1, x2 = merged[..., : self.out_channels], merged[..., self.out_channels:]
         fx2 = self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
                               update_statistics=update_statistics)
-        return self.psi(x2), fx2 + self.psi(x1)
+        return self.psi(x2), tf.cast(fx2, x1.dtype) + self.psi(x1)
 
     def inverse(self, outputs, training=False, dropout_seed=None):
         """Returns the pair `(x1, x2)` that `call` maps to `outputs = (y2, y1)`."""
@@ -144,7 +150,7 @@ class IRevBlock(keras.layers.Layer):
             x2 = self._project_onto_padding(x2)
         fx2 = self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
                               update_statistics=False)
-        x1 = self.psi.inverse(y1 - fx2)
+        x1 = self.psi.inverse(y1 - tf.cast(fx2, y1.dtype))
         if self.pad:
             merged = self.injective_pad.inverse(tf.concat([x1, x2], axis=-1))
             c1 = self.input_halves[0]
@@ -171,5 +177,6 @@ class IRevBlock(keras.layers.Layer):
             "out_channels": self.out_channels, "stride": self.stride, "first": self.first,
             "mult": self.mult, "dropout_rate": self.dropout_rate,
             "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon, "seed": self.seed,
+            "bottleneck_dtype": self.bottleneck_dtype,
         })
         return config
