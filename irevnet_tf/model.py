@@ -181,6 +181,14 @@ class IRevNet(keras.Model):
                     f"at least the incoming half width ({total / 2:g}), got {width}.")
             total = 2 * width
 
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # Keras 3 keeps `self.stack` as its own TrackedList, which TensorFlow's object graph
+        # does not follow: without this, tf.train.Checkpoint would save only the head.
+        children = super()._trackable_children(save_type, **kwargs)
+        for block in self.stack:
+            children[block.name] = block
+        return children
+
     @property
     def phi_shape(self):
         """Shape `(height, width, channels)` of Phi for images of `input_shape`."""
