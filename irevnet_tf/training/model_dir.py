@@ -101,6 +101,10 @@ def atomic_write_text(path, text):
     try:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(text)
+        # mkstemp creates 0600 files; give the usual permissions (umask applies).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
