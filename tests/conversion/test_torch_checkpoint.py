@@ -230,3 +230,24 @@ def test_pickle_cannot_rewrite_a_checked_tensor(tmp_path):
     with pytest.raises(CheckpointError, match="set the state of a TensorRecord"):
         with TorchCheckpointReader(path) as reader:
             reader.load()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_reads_a_module_state_dict_with_its_metadata(tmp_path, legacy):
+    # A real module's state_dict carries `_metadata` (set by pickle's BUILD) and the
+    # DataParallel prefix, as the release's does.
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = torch.nn.DataParallel(torch.nn.Sequential(
+        torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, bias=False)))
+    state_dict = module.state_dict()
+    path = tmp_path / "module.pth"
+    torch.save({"state_dict": state_dict}, str(path), _use_new_zipfile_serialization=not legacy)
+    loaded = load_torch_checkpoint(path)["state_dict"]
+    assert list(loaded) == list(state_dict) == [
+        "module.0.weight", "module.0.bias", "module.0.running_mean", "module.0.running_var",
+        "module.0.num_batches_tracked", "module.2.weight"]
+    for name, tensor in state_dict.items():
+        np.testing.assert_array_equal(loaded[name], tensor.numpy())
+    with TorchCheckpointReader(path) as reader:
+        assert "module.0" in reader.load()["state_dict"]._metadata
