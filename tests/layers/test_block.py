@@ -94,3 +94,15 @@ def test_config_round_trip_and_registration():
     clone = IRevBlock.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
     assert keras.saving.get_registered_object("irevnet_tf>IRevBlock") is IRevBlock
+
+
+def test_stride_two_block_on_the_smallest_input():
+    # A 2x2 input: the strided convolution only has an output because of its padding.
+    block = IRevBlock(8, stride=2, mult=2, dtype="float64")
+    block.build([(None, 2, 2, 2), (None, 2, 2, 2)])
+    x1, x2 = (tf.constant(np.random.default_rng(9).standard_normal((1, 2, 2, 2)))
+              for _ in range(2))
+    outputs = block((x1, x2))
+    assert outputs[0].shape == (1, 1, 1, 8)
+    r1, _ = block.inverse(outputs)
+    np.testing.assert_allclose(r1.numpy(), x1.numpy(), atol=1e-12)
