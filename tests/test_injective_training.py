@@ -7,7 +7,6 @@ per block, and a trained CIFAR-layout model round-trips held-out digits with err
 """
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 

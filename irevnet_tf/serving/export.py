@@ -12,7 +12,6 @@ Layout of one version:
     assets.extra/irevnet_tf_export.json            run configuration and signature summary
 """
 
-import collections
 import dataclasses
 import json
 import os
@@ -126,37 +125,8 @@ def export_model_path(model_path, export_dir, warmup=True, version=None, overwri
         warmup_lib.require_serving_api()
     resolve_version(export_dir, version, overwrite)
     model, run_config = model_dir_lib.restore_model(model_path)
-    if not str(model_path).endswith(".keras"):
-        check_checkpoint_covers_model(
-            model, tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(model_path)))
     return export_saved_model(model, run_config, export_dir, version=version,
                               overwrite=overwrite, warmup=warmup, **kwargs)
-
-
-def check_checkpoint_covers_model(model, checkpoint_path):
-    """Refuses a checkpoint that does not hold a value for every variable of `model`.
-
-    `restore_model` matches the checkpoint's object graph against the model's, so it
-    cannot see variables that neither graph records; this compares what is stored (the
-    shapes of the checkpoint's `model/...` values) with what the model has, so that an
-    export never serves freshly initialised weights.
-    """
-    shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
-    stored = collections.Counter(
-        tuple(shape) for key, shape in shapes.items()
-        if key.startswith("model/") and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-        and ".OPTIMIZER_SLOT" not in key)
-    needed = collections.Counter(tuple(variable.shape) for variable in model.variables)
-    missing = needed - stored
-    if missing:
-        examples = ", ".join(f"{count} x {list(shape)}" for shape, count in
-                             sorted(missing.items(), key=lambda item: -item[1])[:5])
-        raise ValueError(
-            f"Checkpoint {checkpoint_path} does not hold every variable of the model "
-            f"configuration {model.name!r}: it stores {sum(stored.values())} model values for "
-            f"the model's {len(model.variables)} variables (missing, by shape: {examples}). "
-            "It was written for another configuration, or by a model whose layers "
-            "tf.train.Checkpoint does not track; nothing was exported.")
 
 
 def _write_metadata(saved_model_dir, module, run_config, version):

@@ -101,32 +101,6 @@ def encode_image(array, image_format="PNG"):
     return buffer.getvalue()
 
 
-_CHECKPOINT_TRACKS_BLOCKS = None
-
-
-def checkpoint_tracks_every_variable():
-    """Whether tf.train.Checkpoint(model=IRevNet) stores every variable of the model.
-
-    With Keras 3.15 it does not: layers held in a Python list (IRevNet.stack) are invisible
-    to TensorFlow's checkpoint tracking, so a trainer's checkpoint holds only the head.
-    Tests of the model-directory path check the export's refusal while this holds.
-    """
-    global _CHECKPOINT_TRACKS_BLOCKS
-    if _CHECKPOINT_TRACKS_BLOCKS is None:
-        import tempfile
-
-        from irevnet_tf import IRevNet
-
-        model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
-                        input_shape=(16, 16, 3), num_classes=4)
-        with tempfile.TemporaryDirectory() as directory:
-            path = tf.train.Checkpoint(model=model).save(os.path.join(directory, "ckpt"))
-            stored = [name for name, _ in tf.train.list_variables(path)
-                      if name.startswith("model/")]
-        _CHECKPOINT_TRACKS_BLOCKS = len(stored) >= len(model.variables)
-    return _CHECKPOINT_TRACKS_BLOCKS
-
-
 def subprocess_env():
     """Environment for child Pythons: this checkout first on the path, TensorFlow quiet."""
     env = dict(os.environ)

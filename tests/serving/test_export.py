@@ -17,7 +17,7 @@ from irevnet_tf import build_irevnet
 from irevnet_tf.serving import export as export_lib
 from irevnet_tf.serving import warmup as warmup_lib
 from irevnet_tf.training import model_dir as model_dir_lib
-from tests.serving.helpers import (MEAN, STD, checkpoint_tracks_every_variable, normalise_numpy,
+from tests.serving.helpers import (MEAN, STD, normalise_numpy,
                                    pixels, repo_root, softmax_numpy, subprocess_env,
                                    write_model_dir)
 
@@ -168,15 +168,6 @@ def test_missing_serving_api_is_explained_before_writing(trained, tmp_path, monk
 def test_model_dir_export_reproduces_the_checkpoint(model_dir, trained, tmp_path):
     model, _ = trained
     root = str(tmp_path / "exports")
-    if not checkpoint_tracks_every_variable():
-        # The trainer's checkpoint lacks the blocks' weights: the export must refuse it
-        # rather than serve freshly initialised blocks.
-        with pytest.raises(ValueError, match="does not hold every variable"):
-            export_lib.export_model_path(model_dir, root)
-        assert not os.path.exists(root)
-        pytest.xfail("tf.train.Checkpoint(model=IRevNet) does not store IRevNet.stack "
-                     "(Keras 3 lists of layers are untracked by TF checkpoints): a core fix "
-                     "in irevnet_tf/model.py is needed; the export refuses such checkpoints.")
     version_dir = export_lib.export_model_path(model_dir, root)
     images = pixels(3, seed=7)
     expected = model(normalise_numpy(images), training=False).numpy()
