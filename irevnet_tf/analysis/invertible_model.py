@@ -23,12 +23,14 @@ pixels in [0, 255], NHWC):
 `batch_size` examples and return float32 numpy arrays.
 """
 
+import json
 import os
 import re
 
 import numpy as np
 import tensorflow as tf
 
+from irevnet_tf.serving import export as export_lib
 from irevnet_tf.training import model_dir as model_dir_lib
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -388,6 +390,16 @@ def _signature_input(signature, name, signature_name, source):
 
 def _find_run_config(export_dir):
     """The RunConfig an exporter may have written beside or inside the export, else None."""
+    # The exporter's own metadata (irevnet_tf.serving) records the run configuration.
+    metadata_path = os.path.join(export_dir, "assets.extra", export_lib.METADATA_FILE)
+    if tf.io.gfile.exists(metadata_path):
+        with tf.io.gfile.GFile(metadata_path) as handle:
+            try:
+                recorded = json.load(handle).get("run_config")
+            except ValueError:
+                recorded = None
+        if isinstance(recorded, dict):
+            return model_dir_lib.RunConfig.from_json(json.dumps(recorded), metadata_path)
     candidates = [
         os.path.join(export_dir, "assets.extra", model_dir_lib.RUN_CONFIG_FILE),
         os.path.join(export_dir, "assets", model_dir_lib.RUN_CONFIG_FILE),

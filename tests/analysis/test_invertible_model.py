@@ -111,3 +111,16 @@ def test_bad_inputs(tiny_model, tmp_path):
     RunConfig(config_name="irevnet_tiny").save(run_config_path(str(no_checkpoint)))
     with pytest.raises(ValueError, match="no checkpoint"):
         resolve_model_path(str(no_checkpoint))
+
+
+def test_export_from_the_project_exporter_carries_its_normalisation(tiny_model, tmp_path,
+                                                                    pixels):
+    from irevnet_tf.serving import export as export_lib
+
+    run_config = RunConfig(config_name="irevnet_tiny", overrides={"input_shape": [32, 32, 1]},
+                           dataset="digits", image_size=32, num_classes=10, mean=MEAN, std=STD)
+    version_dir = export_lib.export_saved_model(tiny_model, run_config,
+                                                str(tmp_path / "exports"), warmup=False)
+    invertible = load_invertible_model(version_dir, batch_size=3)
+    assert invertible.run_config is not None and tuple(invertible.run_config.mean) == MEAN
+    _check_against_keras(invertible, tiny_model, pixels)
