@@ -21,6 +21,6 @@ setup(
     extras_require={
         "plots": ["matplotlib"],
         "serving": ["tensorflow-serving-api"],
-        "test": ["pytest", "pytest-timeout", "matplotlib", "pillow"],
+        "test": ["pytest", "pytest-timeout", "matplotlib", "pillow", "tensorflow-serving-api"],
     },
 )

@@ -37,7 +37,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         if training and self.trainable:
             mean, variance = ops.moments(inputs, axes=[0, 1, 2])
             if update_statistics:
-                momentum = ops.cast(self.momentum, compute_dtype)
+                # A Python float: ops.cast(0.9, "float64") would round it to float32 first.
+                momentum = float(self.momentum)
                 self.moving_mean.assign(
                     ops.cast(moving_mean * momentum + mean * (1 - momentum),
                              self.moving_mean.dtype))

@@ -112,7 +112,7 @@ class IRevBlock(keras.layers.Layer):
                 raise ValueError(
                     f"{self.name}: a bijective stride-1 block needs equal halves, got {c1} and "
                     f"{c2}; use out_channels > {(c1 + c2) / 2:g} to pad.")
-        self.injective_pad = InjectivePad(self.pad, name="injective_pad")
+        self.injective_pad = InjectivePad(self.pad, name="injective_pad", dtype=self.dtype_policy)
         bottleneck_in = (shape2[0], shape2[1], shape2[2],
                          self.out_channels if self.pad else c2)
         self.bottleneck.build(bottleneck_in)
@@ -142,7 +142,7 @@ class IRevBlock(keras.layers.Layer):
     def inverse(self, outputs, training=False, dropout_seed=None):
         """Returns the pair `(x1, x2)` that `call` maps to `outputs = (y2, y1)`."""
         self._check_pair(outputs, "outputs")
-        y2, y1 = outputs
+        y2, y1 = (tf.convert_to_tensor(t, dtype=self.compute_dtype) for t in outputs)
         for index, tensor in enumerate(outputs):
             validation.check_channels(tensor, self.out_channels, f"outputs[{index}]", self.name)
         x2 = self.psi.inverse(y2)

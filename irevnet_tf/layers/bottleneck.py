@@ -83,7 +83,7 @@ class Bottleneck(keras.layers.Layer):
         shape = tuple(input_shape)
         if self.preact_bn is not None:
             self.preact_bn.build(shape)
-        self.conv1.build(shape)
+        self.conv1.build(self._padded_shape(shape))
         inner = self.conv1.compute_output_shape(self._padded_shape(shape))
         self.bn1.build(inner)
         self.conv2.build(inner)

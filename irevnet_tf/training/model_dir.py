@@ -17,13 +17,13 @@ import tempfile
 import tensorflow as tf
 
 from irevnet_tf import configs
+from irevnet_tf.data.info import IMAGENET_MEAN, IMAGENET_STD
 
 RUN_CONFIG_FILE = "run_config.json"
 CHECKPOINT_SUBDIR = "checkpoints"
 
 # Per-channel normalisation of pixels in [0, 255]: model input = (pixels - mean) / std.
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RunConfig", "restore_model", "restore_weights"]
 
 
 @dataclasses.dataclass
@@ -102,6 +102,10 @@ def atomic_write_text(path, text):
     try:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(text)
+        # mkstemp creates 0600 files; give the usual permissions (umask applies).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

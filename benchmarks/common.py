@@ -1,0 +1,67 @@
+"""Shared benchmark set-up: thread settings, natural test images, timing statistics."""
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def configure_threads(intra_op, inter_op=1):
+    """Must run before TensorFlow executes anything (the settings are then frozen)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
+def natural_images(count, size, channels=3, seed=0):
+    """`count` crops of natural photographs as float32 pixels in [0, 255].
+
+    Uses the photographs that ship with matplotlib and scikit-learn when installed (random
+    crops at random scales), else the embedded digits upsampled; never random noise, whose
+    batch statistics are unlike those of images.
+    """
+    import tensorflow as tf
+
+    sources = []
+    for module, relative in (("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+                             ("sklearn", "datasets/images/china.jpg"),
+                             ("sklearn", "datasets/images/flower.jpg")):
+        try:
+            package = __import__(module)
+        except ImportError:
+            continue
+        path = os.path.join(os.path.dirname(package.__file__), relative)
+        if os.path.exists(path):
+            sources.append(tf.io.decode_jpeg(tf.io.read_file(path), channels=3))
+    rng = np.random.default_rng(seed)
+    if not sources:
+        from irevnet_tf.data.digits import load_digits
+
+        digits, _ = load_digits()
+        picks = digits[rng.integers(0, len(digits), count)].astype(np.float32) * (255 / 16)
+        images = tf.image.resize(picks[..., None], (size, size))
+        return np.repeat(images.numpy(), channels, axis=-1)[..., :channels]
+    crops = []
+    for index in range(count):
+        image = sources[index % len(sources)]
+        height, width = int(image.shape[0]), int(image.shape[1])
+        side = int(rng.uniform(0.4, 1.0) * min(height, width))
+        top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+        crop = tf.image.resize(tf.cast(image[top:top + side, left:left + side], tf.float32),
+                               (size, size), antialias=True)
+        crops.append(crop.numpy()[..., :channels])
+    return np.clip(np.stack(crops), 0, 255).astype(np.float32)
+
+
+def time_call(function, repeats, warmup=2):
+    """Seconds per call: the median and all samples, after `warmup` calls."""
+    for _ in range(warmup):
+        np.asarray(function())
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(function())
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), samples

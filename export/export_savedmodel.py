@@ -1,0 +1,45 @@
+"""Exports a trained i-RevNet for TensorFlow Serving: `<export_dir>/<version>/`.
+
+    python export/export_savedmodel.py --model_dir=runs/imagenet --export_dir=exports/irevnet
+
+`--model_dir` is a trainer's model directory (run_config.json + checkpoints/, the latest
+checkpoint is used) or a `.keras` file (with its `<file>.run_config.json`). The version is
+one past the highest existing one unless `--version` says otherwise; an existing version is
+refused unless `--overwrite`. Signatures: serving_default (pixels in [0, 255] -> classes),
+classify_image_bytes, encode, decode, encode_stages; see irevnet_tf/serving/signatures.py.
+"""
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Trainer's model directory, or a .keras file.")
+flags.DEFINE_string("export_dir", None, "Directory TF Serving watches; versions go below it.")
+flags.DEFINE_integer("version", None, "Version to write (default: next free integer).",
+                     lower_bound=1)
+flags.DEFINE_boolean("overwrite", False, "Replace an existing version.")
+flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests "
+                     "(needs tensorflow-serving-api; --nowarmup to skip).")
+flags.DEFINE_string("model_name", "irevnet", "TF Serving MODEL_NAME the warm-up requests use.")
+flags.DEFINE_float("crop_fraction", 0.875, "Centre crop of classify_image_bytes (fraction of "
+                   "the shorter side) before the resize to the model's image size.")
+flags.mark_flags_as_required(["model_dir", "export_dir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from irevnet_tf.serving import export  # Deferred: --help stays fast.
+
+    try:
+        path = export.export_model_path(
+            FLAGS.model_dir, FLAGS.export_dir, version=FLAGS.version,
+            overwrite=FLAGS.overwrite, warmup=FLAGS.warmup, model_name=FLAGS.model_name,
+            crop_fraction=FLAGS.crop_fraction)
+    except (FileExistsError, FileNotFoundError, ImportError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    logging.info("SavedModel written to %s", path)
+    print(path)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,58 @@
+"""Command line of the analyses: `python -m irevnet_tf.analysis --model=PATH --output_dir=DIR`.
+
+Writes reconstructions, interpolation strips and separation-by-depth tables and plots for a
+model directory, a `.keras` file or a SavedModel export (see `irevnet_tf.analysis.run_analyses`).
+Example:
+
+    python -m irevnet_tf.analysis --model=/tmp/run --output_dir=/tmp/run/analysis \\
+        --dataset=digits --pairs=4 --steps=8 --level=stage
+"""
+
+import json
+
+from absl import app, flags, logging
+
+from irevnet_tf.analysis import runner
+
+flags.DEFINE_string("model", None, "Model directory, .keras file, SavedModel export or TF "
+                    "Serving base directory (highest version).", required=True)
+flags.DEFINE_string("output_dir", None, "Where the PNG, JSON and CSV files go.",
+                    required=True)
+flags.DEFINE_string("dataset", "digits", "'digits' (embedded) or a dataset name "
+                    "irevnet_tf.data.build_dataset knows.")
+flags.DEFINE_string("data_dir", None, "Data directory for datasets other than digits.")
+flags.DEFINE_integer("num_examples", None, "At most this many examples from each of the "
+                     "train and held-out parts (default: all of digits; required otherwise).")
+flags.DEFINE_integer("pairs", 4, "Interpolation pairs.")
+flags.DEFINE_integer("steps", 8, "Images per interpolation strip (end points included).")
+flags.DEFINE_enum("level", "stage", ["stage", "block"], "Representations measured by the "
+                  "separation analysis: after each stage or after each block.")
+flags.DEFINE_list("analyses", list(runner.ANALYSES), "Comma-separated subset of "
+                  f"{','.join(runner.ANALYSES)}.")
+flags.DEFINE_integer("batch_size", 64, "Examples per model call.")
+flags.DEFINE_integer("image_size", None, "Image height and width (default: the model's).")
+flags.DEFINE_string("train_split", "train", "Training split (datasets other than digits).")
+flags.DEFINE_string("holdout_split", "validation", "Held-out split (datasets other than "
+                    "digits).")
+
+
+def main(argv):
+    del argv
+    values = flags.FLAGS
+    try:
+        results = runner.run_analyses(
+            values.model, values.output_dir, dataset=values.dataset,
+            data_dir=values.data_dir, num_examples=values.num_examples, pairs=values.pairs,
+            steps=values.steps, level=values.level, analyses=values.analyses,
+            batch_size=values.batch_size, image_size=values.image_size,
+            train_split=values.train_split, holdout_split=values.holdout_split)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad flags or inputs: a one-line usage error, not a traceback.
+        raise app.UsageError(str(error)) from None
+    logging.info("Summary written to %s", results["summary_json"])
+    # One machine-readable line for scripts that chain training, export and analysis.
+    print(json.dumps({"summary_json": results["summary_json"]}))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,98 @@
+"""Interpolation: walking in the representation gives images, compared with walking in pixels.
+
+For a pair of images (a, b) of different classes and t in linspace(0, 1, steps), the
+representation row is decode((1 - t) Phi(a) + t Phi(b)) and the pixel row is
+(1 - t) a + t b. Each pair is written as a strip `interpolation_pair_K.png` of 2 rows (the
+representation row above the pixel row) by `steps` columns, all pairs together as
+`interpolations.png` (2 rows per pair), and `interpolations.json` lists the pairs, their
+classes, the t values and the files. At t = 0 and 1 the representation row is
+decode(Phi(a)) and decode(Phi(b)) exactly, i.e. the images themselves up to rounding.
+"""
+
+import os
+
+import numpy as np
+
+from irevnet_tf.analysis import image_grid, output_files
+
+OVERVIEW_FILE = "interpolations.png"
+STRIP_FILE = "interpolation_pair_{}.png"
+JSON_FILE = "interpolations.json"
+
+
+def choose_pairs(labels, num_pairs):
+    """`num_pairs` index pairs `(i, j)` with `labels[i] != labels[j]`, deterministically:
+    pair k joins classes c[k mod C] and c[(k + 1) mod C] of the sorted classes c, taking the
+    (k div C)-th example of each (cycling when a class runs out)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(f"interpolation needs examples of at least 2 classes, got classes "
+                         f"{classes.tolist()}.")
+    members = {label: np.flatnonzero(labels == label) for label in classes}
+    pairs = []
+    for k in range(num_pairs):
+        first = classes[k % len(classes)]
+        second = classes[(k + 1) % len(classes)]
+        round_number = k // len(classes)
+        pairs.append((int(members[first][round_number % len(members[first])]),
+                      int(members[second][round_number % len(members[second])])))
+    return pairs
+
+
+def interpolation_rows(model, pixels_a, pixels_b, steps):
+    """`(representation_row, pixel_row, t)` for one pair: two (steps, H, W, C) float32 pixel
+    arrays and the (steps,) t values."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2 (the end points included), got "
+                         f"{steps!r}.")
+    t = np.linspace(0.0, 1.0, steps)
+    features = model.encode(np.stack([pixels_a, pixels_b]))
+    weights = t.reshape(-1, *([1] * (features.ndim - 1)))
+    # In float64 so that t = 0 and t = 1 reproduce Phi(a) and Phi(b) bit for bit.
+    mixed = (1.0 - weights) * features[0].astype(np.float64) + weights * features[1]
+    representation_row = model.decode(mixed.astype(np.float32))
+    pixel_row = ((1.0 - weights) * np.asarray(pixels_a, np.float64) +
+                 weights * np.asarray(pixels_b, np.float64)).astype(np.float32)
+    return representation_row, pixel_row, t
+
+
+def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8):
+    """Interpolates `num_pairs` pairs of `pixels` with `model` (an `InvertibleModel`) and
+    writes the strips, the overview and the JSON; returns the report with the paths."""
+    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
+        raise ValueError(f"pairs must be an int >= 1, got {num_pairs!r}.")
+    pixels = np.asarray(pixels, np.float32)
+    pairs = choose_pairs(labels, num_pairs)
+    strips, records = [], []
+    for number, (first, second) in enumerate(pairs):
+        representation_row, pixel_row, t = interpolation_rows(
+            model, pixels[first], pixels[second], steps)
+        strip = np.stack([representation_row, pixel_row])
+        path = image_grid.write_grid_png(os.path.join(output_dir, STRIP_FILE.format(number)),
+                                         strip)
+        strips.append(strip)
+        records.append({
+            "strip_png": path,
+            "indices": [first, second],
+            "labels": [int(labels[first]), int(labels[second])],
+            # How far the decoded end points are from the images themselves (pixel units).
+            "endpoint_max_abs_error": float(max(
+                np.max(np.abs(representation_row[0] - pixels[first])),
+                np.max(np.abs(representation_row[-1] - pixels[second])))),
+            # Share of decoded pixels outside [0, 255]: how far the walk leaves image space.
+            "out_of_range_fraction": float(np.mean((representation_row < 0) |
+                                                   (representation_row > 255))),
+        })
+    overview_path = image_grid.write_grid_png(os.path.join(output_dir, OVERVIEW_FILE),
+                                              np.concatenate(strips))
+    report = {
+        "pairs": records,
+        "t": t.tolist(),
+        "steps": steps,
+        "strip_rows": ["decode((1 - t) Phi(a) + t Phi(b))", "(1 - t) a + t b"],
+        "overview_png": overview_path,
+        "model": model.source,
+    }
+    json_path = output_files.write_json(os.path.join(output_dir, JSON_FILE), report)
+    return {**report, "json": json_path}

@@ -1,0 +1,146 @@
+"""`run_analyses`: the reconstruction, interpolation and separation analyses of one model.
+
+Everything that can be checked is checked before any analysis work or output: the analysis
+names, the numeric options, that the output directory can be written, that the model path
+holds a model, that the model supports the requested level and PNG-able images, and that the
+data have at least 2 examples of every class in both parts (for the separation analysis).
+"""
+
+import os
+
+from absl import logging
+
+from irevnet_tf.analysis import (analysis_data, image_grid, interpolation, output_files,
+                                 reconstruction, separation)
+from irevnet_tf.analysis.invertible_model import (LEVELS, InvertibleModel,
+                                                  load_invertible_model, resolve_model_path)
+
+ANALYSES = ("reconstruction", "interpolation", "separation")
+SUMMARY_FILE = "summary.json"
+
+
+def parse_analyses(analyses):
+    """A list of analysis names from a comma-separated string or a sequence; raises
+    ValueError on unknown or no names."""
+    if isinstance(analyses, str):
+        analyses = [name.strip() for name in analyses.split(",")]
+    names = [name for name in (analyses or []) if name]
+    unknown = [name for name in names if name not in ANALYSES]
+    if unknown or not names:
+        raise ValueError(f"analyses: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+                         f"accepted: {', '.join(ANALYSES)} (comma-separated).")
+    return list(dict.fromkeys(names))
+
+
+def _check_positive_int(value, argument, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}.")
+
+
+def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_examples=None,
+                 pairs=4, steps=8, level="stage",
+                 analyses=ANALYSES, batch_size=64, grid_examples=8, image_size=None,
+                 train_split="train", holdout_split="validation", ridge_l2=1.0, seed=0):
+    """Runs the chosen analyses of `model` and writes their files into `output_dir`.
+
+    Args:
+        model: a path (model directory, `.keras` file, SavedModel export or TF Serving base
+            directory; see `invertible_model.resolve_model_path`) or an `InvertibleModel`.
+        output_dir: where the PNG, JSON and CSV files go (created if needed).
+        dataset, data_dir, num_examples, train_split, holdout_split: the examples (see
+            `analysis_data.load_examples`); num_examples caps each part.
+        pairs, steps: interpolation pairs and images per interpolation strip.
+        level: "stage" or "block": the depths the separation analysis measures.
+        analyses: names from ANALYSES, as a sequence or a comma-separated string.
+        batch_size: examples per model call.
+        grid_examples: columns of the reconstruction grid.
+        image_size: image height and width (default: the model's); needed for a
+            SavedModel whose `encode` signature leaves them open.
+        ridge_l2: the ridge classifier's penalty.
+        seed: the digits subset's seed.
+
+    Returns:
+        A dict: `output_dir`, `summary_json`, and one entry per analysis run holding its
+        written paths and key numbers (see each analysis module).
+    """
+    names = parse_analyses(analyses)
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}.")
+    _check_positive_int(pairs, "pairs")
+    _check_positive_int(steps, "steps", minimum=2)
+    _check_positive_int(batch_size, "batch_size")
+    _check_positive_int(grid_examples, "grid_examples")
+    if num_examples is not None:
+        _check_positive_int(num_examples, "num_examples")
+    output_dir = output_files.prepare_output_dir(output_dir)
+
+    if not isinstance(model, InvertibleModel):
+        resolve_model_path(model)  # Fails on an empty or wrong path before any loading.
+        model = load_invertible_model(model, batch_size=batch_size, image_size=image_size)
+    if "separation" in names:
+        model.check_level(level)
+    channels = model.image_shape[-1]
+    if channels not in image_grid.PNG_CHANNELS and {"reconstruction", "interpolation"} & set(
+            names):
+        raise ValueError(f"{model.source} takes {channels}-channel images; the reconstruction "
+                         "and interpolation pictures need 1 (grey) or 3 (RGB) channels.")
+
+    mean = std = None
+    if model.run_config is not None:
+        mean, std = model.run_config.mean, model.run_config.std
+    elif dataset != analysis_data.DIGITS:
+        mean, std = analysis_data.dataset_normalisation(dataset, data_dir)
+    examples = analysis_data.load_examples(
+        dataset, model.image_shape, num_examples=num_examples, data_dir=data_dir, mean=mean,
+        std=std, train_split=train_split, holdout_split=holdout_split, seed=seed)
+    if "separation" in names:
+        analysis_data.check_examples_per_class(examples)
+    if "interpolation" in names:
+        interpolation.choose_pairs(examples.holdout_labels, 1)  # At least 2 classes.
+    logging.info("Analysing %s on %s: %d training and %d held-out examples of shape %s.",
+                 model.source, examples.dataset, len(examples.train_labels),
+                 len(examples.holdout_labels), model.image_shape)
+
+    results = {"output_dir": output_dir}
+    if "reconstruction" in names:
+        results["reconstruction"] = reconstruction.run_reconstruction(
+            model, examples.holdout_pixels, examples.holdout_labels, output_dir,
+            grid_examples=grid_examples)
+        logging.info("Reconstruction: max abs error %.3g, max relative error %.3g, RMS %.3g "
+                     "(pixels).", results["reconstruction"]["max_abs_error"],
+                     results["reconstruction"]["max_relative_error"],
+                     results["reconstruction"]["rms_error"])
+    if "interpolation" in names:
+        results["interpolation"] = interpolation.run_interpolation(
+            model, examples.holdout_pixels, examples.holdout_labels, output_dir,
+            num_pairs=pairs, steps=steps)
+        logging.info("Interpolation: %d strips in %s.", pairs, output_dir)
+    if "separation" in names:
+        results["separation"] = separation.run_separation(
+            model, examples, output_dir, level=level, l2=ridge_l2)
+        for row in results["separation"]["rows"]:
+            logging.info("Separation %-16s linear %.3f  1-NN %.3f  contraction %.3f  "
+                         "PCA-90 %d", row["name"], row["linear_accuracy"],
+                         row["nearest_neighbour_accuracy"], row["contraction_ratio"],
+                         row["pca_components_90"])
+    summary = {"model": model.source, "dataset": examples.dataset, "analyses": names,
+               **{name: _key_numbers(name, results[name]) for name in names}}
+    results["summary_json"] = output_files.write_json(
+        os.path.join(output_dir, SUMMARY_FILE), summary)
+    return results
+
+
+def _key_numbers(name, result):
+    """The numbers and paths of one analysis worth a summary line."""
+    if name == "reconstruction":
+        keys = ("max_abs_error", "max_relative_error", "rms_error", "amplification_factor",
+                "grid_png", "json")
+        return {key: result[key] for key in keys}
+    if name == "interpolation":
+        return {"strips": [pair["strip_png"] for pair in result["pairs"]],
+                "overview_png": result["overview_png"], "json": result["json"]}
+    return {"rows": [{key: row[key] for key in ("name", "linear_accuracy",
+                                                "nearest_neighbour_accuracy",
+                                                "contraction_ratio", "pca_components_90")}
+                     for row in result["rows"]],
+            "csv": result["csv"], "json": result["json"], "plot_png": result["plot_png"]}

@@ -1,0 +1,211 @@
+"""Export an IRevNet as a versioned SavedModel for TensorFlow Serving, atomically.
+
+TF Serving watches `<export_dir>/` and loads each child directory whose name is an integer
+as a version. An export is written whole into a hidden staging directory inside
+`export_dir` (a name TF Serving ignores) and renamed into `<export_dir>/<version>/` only
+once it is complete, so a server never sees half an export and an interrupted or failed
+export leaves no version directory behind.
+
+Layout of one version:
+    saved_model.pb, variables/                     the model and its signatures
+    assets.extra/tf_serving_warmup_requests        one warm-up request per signature
+    assets.extra/irevnet_tf_export.json            run configuration and signature summary
+"""
+
+import collections
+import dataclasses
+import json
+import os
+import uuid
+
+import tensorflow as tf
+from absl import logging
+
+from irevnet_tf.serving import signatures as signatures_lib
+from irevnet_tf.serving import warmup as warmup_lib
+from irevnet_tf.training import model_dir as model_dir_lib
+
+METADATA_FILE = "irevnet_tf_export.json"
+STAGING_PREFIX = ".tmp-export-"
+DEFAULT_MODEL_NAME = "irevnet"
+
+
+def existing_versions(export_dir):
+    """The integer version directories under `export_dir`, sorted (empty if it does not exist)."""
+    if not tf.io.gfile.isdir(export_dir):
+        return []
+    versions = []
+    for name in tf.io.gfile.listdir(export_dir):
+        name = name.rstrip("/")
+        if name.isdigit() and tf.io.gfile.isdir(os.path.join(export_dir, name)):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+def resolve_version(export_dir, version=None, overwrite=False):
+    """The version to write: `version`, or one past the highest existing one (1 if none).
+
+    Raises ValueError for a version that is not a positive integer and FileExistsError
+    for an existing one unless `overwrite`.
+    """
+    versions = existing_versions(export_dir)
+    if version is None:
+        return (versions[-1] + 1) if versions else 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"export: `version` must be a positive integer (TF Serving's version "
+                         f"directories), got {version!r}.")
+    if version in versions and not overwrite:
+        raise FileExistsError(
+            f"export: version {version} already exists at "
+            f"{os.path.join(export_dir, str(version))}; choose another --version, leave it "
+            "out for the next free one, or pass --overwrite to replace it.")
+    return version
+
+
+def export_saved_model(model, run_config, export_dir, version=None, overwrite=False,
+                       warmup=True, model_name=DEFAULT_MODEL_NAME,
+                       crop_fraction=signatures_lib.DEFAULT_CROP_FRACTION,
+                       top_k=signatures_lib.DEFAULT_TOP_K):
+    """Writes `model` with its serving signatures to `<export_dir>/<version>/`; returns that path.
+
+    Args:
+        model: the IRevNet, with its trained weights.
+        run_config: its `RunConfig` (image size, normalisation mean/std).
+        export_dir: the directory TF Serving watches (created if missing).
+        version: positive integer; default one past the highest existing version.
+        overwrite: replace an existing version instead of refusing it.
+        warmup: write `assets.extra/tf_serving_warmup_requests` (needs
+            tensorflow-serving-api).
+        model_name: the name the warm-up requests address (TF Serving's MODEL_NAME).
+        crop_fraction, top_k: see `ServingModule`.
+    """
+    if warmup:
+        warmup_lib.require_serving_api()  # Before anything is written.
+    if run_config.image_size != model.image_shape[0]:
+        logging.warning("export: run configuration image_size %d differs from the model's "
+                        "input_shape %s; the signatures take %dx%d images.",
+                        run_config.image_size, model.image_shape, run_config.image_size,
+                        run_config.image_size)
+    if run_config.num_classes != model.num_classes:
+        logging.warning("export: run configuration num_classes %d differs from the model's "
+                        "%d; the classifier has %d outputs.", run_config.num_classes,
+                        model.num_classes, model.num_classes)
+    module = signatures_lib.ServingModule(
+        model, image_size=run_config.image_size, mean=run_config.mean, std=run_config.std,
+        crop_fraction=crop_fraction, top_k=top_k)
+    version = resolve_version(export_dir, version, overwrite)
+    final_dir = os.path.join(export_dir, str(version))
+    tf.io.gfile.makedirs(export_dir)
+    staging_dir = os.path.join(export_dir, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        tf.saved_model.save(module, staging_dir, signatures=module.signatures())
+        _write_metadata(staging_dir, module, run_config, version)
+        if warmup:
+            warmup_lib.write_warmup_file(staging_dir, module.example_inputs(batch_size=1),
+                                         model_name)
+        _publish(staging_dir, final_dir, overwrite)
+    except BaseException:
+        # Includes KeyboardInterrupt: whatever stopped the export, remove its staging copy.
+        if tf.io.gfile.exists(staging_dir):
+            tf.io.gfile.rmtree(staging_dir)
+        raise
+    logging.info("Exported version %d to %s (signatures: %s).", version, final_dir,
+                 ", ".join(sorted(module.signatures())))
+    return final_dir
+
+
+def export_model_path(model_path, export_dir, warmup=True, version=None, overwrite=False,
+                      **kwargs):
+    """Restores a trainer's model directory (or a `.keras` file) and exports it.
+
+    The checkpoint is restored, and refused if it does not fit the recorded
+    configuration, before anything is written; a version conflict is refused before the
+    (slow) restore.
+    """
+    if warmup:
+        warmup_lib.require_serving_api()
+    resolve_version(export_dir, version, overwrite)
+    model, run_config = model_dir_lib.restore_model(model_path)
+    if not str(model_path).endswith(".keras"):
+        check_checkpoint_covers_model(
+            model, tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(model_path)))
+    return export_saved_model(model, run_config, export_dir, version=version,
+                              overwrite=overwrite, warmup=warmup, **kwargs)
+
+
+def check_checkpoint_covers_model(model, checkpoint_path):
+    """Refuses a checkpoint that does not hold a value for every variable of `model`.
+
+    `restore_model` matches the checkpoint's object graph against the model's, so it
+    cannot see variables that neither graph records; this compares what is stored (the
+    shapes of the checkpoint's `model/...` values) with what the model has, so that an
+    export never serves freshly initialised weights.
+    """
+    shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    stored = collections.Counter(
+        tuple(shape) for key, shape in shapes.items()
+        if key.startswith("model/") and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+        and ".OPTIMIZER_SLOT" not in key)
+    needed = collections.Counter(tuple(variable.shape) for variable in model.variables)
+    missing = needed - stored
+    if missing:
+        examples = ", ".join(f"{count} x {list(shape)}" for shape, count in
+                             sorted(missing.items(), key=lambda item: -item[1])[:5])
+        raise ValueError(
+            f"Checkpoint {checkpoint_path} does not hold every variable of the model "
+            f"configuration {model.name!r}: it stores {sum(stored.values())} model values for "
+            f"the model's {len(model.variables)} variables (missing, by shape: {examples}). "
+            "It was written for another configuration, or by a model whose layers "
+            "tf.train.Checkpoint does not track; nothing was exported.")
+
+
+def _write_metadata(saved_model_dir, module, run_config, version):
+    """A JSON summary for people and tools (TF Serving ignores other files in assets.extra)."""
+    signatures = module.signatures()
+    metadata = {
+        "version": version,
+        "run_config": dataclasses.asdict(run_config),
+        "image_size": module.image_size,
+        "channels": module.channels,
+        "pixel_range": list(signatures_lib.PIXEL_RANGE),
+        "mean": module.mean.tolist(),
+        "std": module.std.tolist(),
+        "feature_shape": list(module.feature_shape),
+        "crop_fraction": module.crop_fraction,
+        "top_k": module.top_k,
+        "signatures": {
+            name: {
+                "inputs": {spec.name: spec.dtype.name for spec in function.input_signature},
+                "outputs": list(module.output_names()[name]),
+            }
+            for name, function in sorted(signatures.items())
+        },
+    }
+    directory = os.path.join(saved_model_dir, warmup_lib.WARMUP_DIRECTORY)
+    tf.io.gfile.makedirs(directory)
+    with tf.io.gfile.GFile(os.path.join(directory, METADATA_FILE), "w") as handle:
+        handle.write(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+
+
+def _publish(staging_dir, final_dir, overwrite):
+    """Renames the finished staging directory to the version directory.
+
+    A rename is atomic on local (POSIX) file systems; on object stores (gs://) TensorFlow
+    copies object by object, which is the best those offer. An existing version being
+    overwritten is moved aside first and removed after the new one is in place.
+    """
+    if not tf.io.gfile.exists(final_dir):
+        tf.io.gfile.rename(staging_dir, final_dir)
+        return
+    if not overwrite:  # Another export took this version meanwhile.
+        raise FileExistsError(f"export: {final_dir} appeared while exporting; nothing was "
+                              "replaced. Retry, or pass --overwrite.")
+    retired = os.path.join(os.path.dirname(final_dir),
+                           f"{STAGING_PREFIX}retired-{uuid.uuid4().hex[:8]}")
+    tf.io.gfile.rename(final_dir, retired)
+    try:
+        tf.io.gfile.rename(staging_dir, final_dir)
+    except BaseException:
+        tf.io.gfile.rename(retired, final_dir)
+        raise
+    tf.io.gfile.rmtree(retired)

@@ -1,0 +1,69 @@
+"""Helpers of the analysis tests: writing a model directory and a SavedModel export.
+
+The export is made here with exactly the signature names the project's exporter writes
+(`encode`, `decode`, `encode_stages`, `serving_default`), so the SavedModel path is tested
+independently of the exporter.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from irevnet_tf.training.model_dir import RunConfig, checkpoint_dir, run_config_path
+
+MEAN = (80.0,)
+STD = (100.0,)
+IMAGE_SHAPE = (32, 32, 1)
+
+
+def write_model_dir(directory, model, config_name="irevnet_tiny", image_shape=IMAGE_SHAPE,
+                    mean=MEAN, std=STD):
+    """A model directory as the trainer writes it: run_config.json and a checkpoint."""
+    RunConfig(config_name=config_name, overrides={"input_shape": list(image_shape)},
+              dataset="digits", image_size=image_shape[0], num_classes=10, mean=mean,
+              std=std).save(run_config_path(str(directory)))
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+                               checkpoint_dir(str(directory)), 3).save()
+    return str(directory)
+
+
+def export_saved_model(model, export_dir, mean=MEAN, std=STD, batch_size=None):
+    """Exports `model` with the serving signatures, in pixel units, like the exporter."""
+    mean_tensor = tf.constant(mean, tf.float32)
+    std_tensor = tf.constant(std, tf.float32)
+    images_spec = tf.TensorSpec([batch_size, *model.image_shape], tf.float32, name="images")
+    features_spec = tf.TensorSpec([batch_size, *model.phi_shape], tf.float32, name="features")
+    module = tf.Module()
+    module.model = model
+
+    @tf.function(input_signature=[images_spec])
+    def encode(images):
+        return {"features": model.encode((images - mean_tensor) / std_tensor)}
+
+    @tf.function(input_signature=[features_spec])
+    def decode(features):
+        return {"images": model.decode(features) * std_tensor + mean_tensor}
+
+    @tf.function(input_signature=[images_spec])
+    def encode_stages(images):
+        outputs = model.intermediate_representations((images - mean_tensor) / std_tensor)
+        return {f"stage_{index}": output for index, output in enumerate(outputs)}
+
+    @tf.function(input_signature=[images_spec])
+    def serving_default(images):
+        logits = model((images - mean_tensor) / std_tensor, training=False)
+        probabilities = tf.nn.softmax(logits)
+        return {"logits": logits, "probabilities": probabilities,
+                "classes": tf.argmax(logits, axis=-1, output_type=tf.int32),
+                "scores": tf.reduce_max(probabilities, axis=-1)}
+
+    module.encode, module.decode = encode, decode
+    module.encode_stages, module.serving_default = encode_stages, serving_default
+    tf.saved_model.save(module, str(export_dir), signatures={
+        "encode": encode, "decode": decode, "encode_stages": encode_stages,
+        "serving_default": serving_default})
+    return str(export_dir)
+
+
+def normalised(pixels):
+    """Model inputs `(pixels - mean) / std` with the test normalisation."""
+    return (np.asarray(pixels, np.float32) - np.float32(MEAN[0])) / np.float32(STD[0])

@@ -1,0 +1,113 @@
+"""The adapter: Keras models, .keras files and SavedModel exports give the same pixel-unit view."""
+
+import os
+
+import numpy as np
+import pytest
+
+from irevnet_tf import IRevNet
+from irevnet_tf.analysis import (KerasInvertibleModel, SavedModelInvertibleModel,
+                                 load_invertible_model, resolve_model_path)
+from irevnet_tf.training.model_dir import RunConfig, run_config_path
+from tests.analysis.model_fixtures import MEAN, STD, export_saved_model, normalised
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    return np.random.default_rng(5).uniform(0, 255, (5, 32, 32, 1)).astype(np.float32)
+
+
+def _check_against_keras(invertible, keras_model, pixels):
+    """encode / decode / stages of `invertible` against the Keras model called directly."""
+    features = invertible.encode(pixels)
+    np.testing.assert_allclose(features, keras_model.encode(normalised(pixels)).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(invertible.decode(features), pixels, atol=1e-2, rtol=0)
+    stages = invertible.stage_representations(pixels)
+    expected = keras_model.intermediate_representations(normalised(pixels))
+    assert len(stages) == len(expected) == 4
+    for stage, reference in zip(stages, expected):
+        np.testing.assert_allclose(stage, reference.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_model_directory(tiny_model_dir, pixels):
+    invertible = load_invertible_model(tiny_model_dir, batch_size=2)  # Several batches.
+    assert isinstance(invertible, KerasInvertibleModel)
+    assert invertible.image_shape == (32, 32, 1)
+    assert invertible.run_config.mean == MEAN
+    # Against the restored Keras model called directly (eager, unbatched, normalised here).
+    _check_against_keras(invertible, invertible.model, pixels)
+    assert invertible.representation_names() == ["stage_0", "stage_1", "stage_2", "stage_3"]
+    only_last = invertible.stage_representations(pixels, indices=[3])
+    assert len(only_last) == 1 and only_last[0].shape == (5, 4, 4, 192)
+
+
+def test_keras_file(tiny_model, tmp_path, pixels):
+    path = str(tmp_path / "tiny.keras")
+    tiny_model.save(path)
+    RunConfig(config_name="irevnet_tiny", overrides={"input_shape": [32, 32, 1]},
+              image_size=32, num_classes=10, mean=MEAN, std=STD).save(path + ".run_config.json")
+    assert resolve_model_path(path) == ("keras_file", path)
+    invertible = load_invertible_model(path)
+    _check_against_keras(invertible, tiny_model, pixels)
+
+
+def test_saved_model_base_directory_takes_highest_version(tiny_model, serving_base_dir,
+                                                          pixels):
+    kind, resolved = resolve_model_path(serving_base_dir)
+    assert kind == "saved_model" and resolved == os.path.join(serving_base_dir, "10")
+    invertible = load_invertible_model(serving_base_dir, batch_size=3)
+    assert isinstance(invertible, SavedModelInvertibleModel)
+    assert invertible.image_shape == (32, 32, 1) and invertible.levels == ("stage",)
+    assert invertible.run_config is None
+    _check_against_keras(invertible, tiny_model, pixels)
+    assert invertible.representation_names() == ["stage_0", "stage_1", "stage_2", "stage_3"]
+    with pytest.raises(ValueError, match="per-block representations need a Keras model"):
+        invertible.stage_representations(pixels, level="block")
+
+
+def test_saved_model_with_fixed_batch_size(tiny_model, tmp_path, pixels):
+    export_dir = export_saved_model(tiny_model, tmp_path / "fixed", batch_size=2)
+    invertible = load_invertible_model(export_dir, batch_size=5)  # 5 = 2 + 2 + 1 padded.
+    features = invertible.encode(pixels)
+    np.testing.assert_allclose(features, tiny_model.encode(normalised(pixels)).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(invertible.decode(features), pixels, atol=1e-2, rtol=0)
+
+
+def test_block_level_representations():
+    model = IRevNet(blocks=(2, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
+                    input_shape=(16, 16, 1), num_classes=3)
+    invertible = KerasInvertibleModel(model, 0.0, 1.0)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 1)).astype(np.float32)
+    assert invertible.representation_names("block") == [
+        "stage_0", "stage1_block1", "stage1_block2", "stage2_block1"]
+    assert invertible.representation_names("stage") == ["stage_0", "stage_1", "stage_2"]
+    blocks = invertible.stage_representations(x, level="block")
+    stages = invertible.stage_representations(x, level="stage")
+    assert len(blocks) == 4 and len(stages) == 3
+    np.testing.assert_array_equal(blocks[2], stages[1])  # Stage 1 ends after its 2nd block.
+    with pytest.raises(ValueError, match="level must be one of"):
+        invertible.stage_representations(x, level="layer")
+
+
+def test_bad_inputs(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="`mean` must have 1 or 1"):
+        KerasInvertibleModel(tiny_model, (1.0, 2.0, 3.0), STD)
+    with pytest.raises(ValueError, match="`std` must be non-zero"):
+        KerasInvertibleModel(tiny_model, MEAN, 0.0)
+    invertible = KerasInvertibleModel(tiny_model, MEAN, STD)
+    with pytest.raises(ValueError, match=r"expected pixels of shape \(N, 32, 32, 1\)"):
+        invertible.encode(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_model_path(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds nothing to load"):
+        resolve_model_path(str(tmp_path / "empty"))
+    (tmp_path / "plain.txt").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        resolve_model_path(str(tmp_path / "plain.txt"))
+    no_checkpoint = tmp_path / "no_checkpoint"
+    RunConfig(config_name="irevnet_tiny").save(run_config_path(str(no_checkpoint)))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        resolve_model_path(str(no_checkpoint))

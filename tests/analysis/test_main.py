@@ -1,0 +1,40 @@
+"""The command line, run as users run it: `python -m irevnet_tf.analysis` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(*flags):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "PYTHONPATH": REPOSITORY + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "irevnet_tf.analysis", *flags],
+                          capture_output=True, text=True, env=environment, timeout=600,
+                          cwd=REPOSITORY)
+
+
+@pytest.mark.slow
+def test_command_writes_the_analyses(tiny_model_dir, tmp_path):
+    output_dir = str(tmp_path / "out")
+    completed = _run(f"--model={tiny_model_dir}", f"--output_dir={output_dir}",
+                     "--num_examples=30", "--pairs=2", "--steps=4", "--level=block",
+                     "--analyses=reconstruction,interpolation,separation")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary_path = json.loads(completed.stdout.strip().splitlines()[-1])["summary_json"]
+    assert summary_path == os.path.join(output_dir, "summary.json")
+    with open(summary_path, encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert len(summary["interpolation"]["strips"]) == 2
+    for name in ("reconstructions.png", "interpolations.png", "separation.csv"):
+        assert os.path.exists(os.path.join(output_dir, name))
+
+    bad = _run(f"--model={tiny_model_dir}", f"--output_dir={output_dir}2",
+               "--analyses=reconstruction,pictures")
+    assert bad.returncode != 0
+    assert "accepted: reconstruction, interpolation, separation" in bad.stderr
+    assert not os.path.exists(output_dir + "2")

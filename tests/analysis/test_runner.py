@@ -1,0 +1,128 @@
+"""run_analyses end to end, and every bad input failing before any work or output."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from irevnet_tf.analysis import analysis_data, run_analyses
+from irevnet_tf.analysis.runner import parse_analyses
+
+
+def _png_shape(path):
+    return tuple(tf.io.decode_png(tf.io.read_file(path)).shape)
+
+
+def test_all_analyses_on_a_model_directory(tiny_model_dir, tmp_path):
+    output_dir = str(tmp_path / "analysis")
+    results = run_analyses(tiny_model_dir, output_dir, num_examples=60, pairs=3, steps=5)
+    assert _png_shape(results["reconstruction"]["grid_png"]) == (104, 274, 1)
+    strips = [pair["strip_png"] for pair in results["interpolation"]["pairs"]]
+    assert len(strips) == 3
+    assert all(_png_shape(strip) == (2 * 32 + 3 * 2, 5 * 32 + 6 * 2, 1) for strip in strips)
+    assert _png_shape(results["interpolation"]["overview_png"]) == (6 * 32 + 7 * 2, 172, 1)
+    rows = results["separation"]["rows"]
+    assert [row["name"] for row in rows] == ["stage_0", "stage_1", "stage_2", "stage_3"]
+    assert results["reconstruction"]["max_abs_error"] < 1e-2
+    written = sorted(os.listdir(output_dir))
+    assert written == sorted([
+        "reconstructions.png", "reconstructions.json", "interpolations.png",
+        "interpolations.json", "interpolation_pair_0.png", "interpolation_pair_1.png",
+        "interpolation_pair_2.png", "separation.csv", "separation.json", "separation.png",
+        "summary.json"])
+    with open(results["summary_json"], encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary["analyses"] == ["reconstruction", "interpolation", "separation"]
+    assert summary["separation"]["rows"][0]["name"] == "stage_0"
+    assert summary["reconstruction"]["max_abs_error"] == pytest.approx(
+        results["reconstruction"]["max_abs_error"])
+
+
+def test_saved_model_export_end_to_end(serving_base_dir, tmp_path):
+    results = run_analyses(serving_base_dir, str(tmp_path / "out"), num_examples=40,
+                           pairs=2, steps=4)
+    assert results["reconstruction"]["max_abs_error"] < 1e-2
+    assert len(results["separation"]["rows"]) == 4
+    assert _png_shape(results["interpolation"]["pairs"][0]["strip_png"]) == (70, 4 * 32 + 5 * 2,
+                                                                            1)
+
+
+def _assert_nothing_written(directory):
+    assert not os.path.exists(directory) or os.listdir(directory) == []
+
+
+def test_unknown_analysis_names_fail_first(tmp_path):
+    with pytest.raises(ValueError, match="accepted: reconstruction, interpolation, separation"):
+        run_analyses(str(tmp_path / "no_model"), str(tmp_path / "out"),
+                     analyses="reconstructions,separation")
+    _assert_nothing_written(tmp_path / "out")
+    assert parse_analyses(" separation , reconstruction") == ["separation", "reconstruction"]
+    with pytest.raises(ValueError, match="empty list"):
+        parse_analyses("")
+
+
+def test_model_path_with_nothing_in_it(tmp_path):
+    (tmp_path / "empty_model").mkdir()
+    with pytest.raises(ValueError, match="holds nothing to load"):
+        run_analyses(str(tmp_path / "empty_model"), str(tmp_path / "out"))
+    _assert_nothing_written(tmp_path / "out")
+
+
+def test_unwritable_output_directory(tiny_model_dir, tmp_path):
+    (tmp_path / "a_file").write_text("not a directory")
+    with pytest.raises(ValueError, match="is not a writable directory"):
+        run_analyses(tiny_model_dir, str(tmp_path / "a_file" / "out"))
+
+
+def test_too_few_examples_per_class(tiny_model_dir, tmp_path):
+    # 12 examples cannot give every one of 10 classes 2 examples in the training part.
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        run_analyses(tiny_model_dir, str(tmp_path / "out"), num_examples=12)
+    _assert_nothing_written(tmp_path / "out")
+    # Without the separation analysis the classifiers need no such counts.
+    results = run_analyses(tiny_model_dir, str(tmp_path / "out2"), num_examples=12,
+                           analyses="reconstruction")
+    assert set(results) == {"output_dir", "reconstruction", "summary_json"}
+
+
+def test_check_examples_per_class_by_hand():
+    pixels = np.zeros((4, 2, 2, 1), np.float32)
+    ok = analysis_data.AnalysisExamples("toy", pixels, np.array([0, 0, 1, 1]), pixels,
+                                        np.array([1, 0, 1, 0]))
+    analysis_data.check_examples_per_class(ok)
+    short = analysis_data.AnalysisExamples("toy", pixels, np.array([0, 0, 1, 1]), pixels,
+                                           np.array([1, 1, 1, 0]))
+    with pytest.raises(ValueError, match=r"held-out part: class -> count \{0: 1\}"):
+        analysis_data.check_examples_per_class(short)
+
+
+def test_block_level_on_a_saved_model_fails_before_work(serving_base_dir, tmp_path):
+    with pytest.raises(ValueError, match="per-block representations need a Keras model"):
+        run_analyses(serving_base_dir, str(tmp_path / "out"), level="block")
+    _assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"steps": 1}, "steps must be an int >= 2"),
+    ({"pairs": 0}, "pairs must be an int >= 1"),
+    ({"level": "layer"}, "level must be one of stage, block"),
+    ({"num_examples": 0}, "num_examples must be an int >= 1"),
+])
+def test_bad_options(tiny_model_dir, tmp_path, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        run_analyses(tiny_model_dir, str(tmp_path / "out"), **arguments)
+    _assert_nothing_written(tmp_path / "out")
+
+
+def test_digits_pixels_follow_the_data_convention():
+    images = np.zeros((1, 8, 8), np.uint8)
+    images[0, 2:6, 3] = 16
+    pixels = analysis_data.digits_to_pixels(images, 8, channels=3)
+    assert pixels.shape == (1, 8, 8, 3)
+    np.testing.assert_allclose(pixels[0, 2:6, 3], 255.0)  # Same size: bilinear is identity.
+    assert pixels.min() == 0.0
+    upsampled = analysis_data.digits_to_pixels(np.full((2, 8, 8), 8, np.uint8), 32)
+    assert upsampled.shape == (2, 32, 32, 1)
+    np.testing.assert_allclose(upsampled, 127.5, rtol=1e-6)

@@ -1,0 +1,62 @@
+"""Independent numpy (float64) reference computations of i-RevNet, written from PAPER.md.
+
+Nothing here imports irevnet_tf: the tests compare the library against these.
+"""
+
+import numpy as np
+
+
+def space_to_depth(x, b):
+    """out[n, h, w, (i*b + j)*C + c] = in[n, h*b + i, w*b + j, c], by explicit indexing."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, h // b, w // b, c * b * b), x.dtype)
+    for i in range(b):
+        for j in range(b):
+            out[..., (i * b + j) * c:(i * b + j + 1) * c] = x[:, i::b, j::b, :]
+    return out
+
+
+def conv3x3(x, kernel, stride=1):
+    """3x3 convolution with PyTorch's padding=1 (one zero pixel on every side), NHWC/HWIO."""
+    n, h, w, _ = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out_h, out_w = (h + 2 - 3) // stride + 1, (w + 2 - 3) // stride + 1
+    out = np.zeros((n, out_h, out_w, kernel.shape[-1]))
+    for di in range(3):
+        for dj in range(3):
+            patch = padded[:, di:di + stride * out_h:stride, dj:dj + stride * out_w:stride, :]
+            out += np.einsum("nhwc,co->nhwo", patch, kernel[di, dj])
+    return out
+
+
+def batch_norm_inference(x, gamma, beta, mean, var, eps=1e-5):
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def bottleneck(x, weights, stride, preactivation, eps=1e-5):
+    """F in inference mode. `weights` maps names to arrays: preact_bn, conv1, bn1, conv2,
+    bn2, conv3; batch norms are (gamma, beta, mean, var) tuples."""
+    h = x
+    if preactivation:
+        h = relu(batch_norm_inference(h, *weights["preact_bn"], eps=eps))
+    h = conv3x3(h, weights["conv1"], stride)
+    h = relu(batch_norm_inference(h, *weights["bn1"], eps=eps))
+    h = conv3x3(h, weights["conv2"])
+    h = relu(batch_norm_inference(h, *weights["bn2"], eps=eps))
+    return conv3x3(h, weights["conv3"])
+
+
+def block_forward(x1, x2, weights, out_channels, stride, preactivation):
+    """The release's block: optional injective padding, then (psi(x2), F(x2) + psi(x1))."""
+    pad = 2 * out_channels - x1.shape[-1] - x2.shape[-1] if stride == 1 else 0
+    if pad:
+        merged = np.concatenate([x1, x2, np.zeros(x1.shape[:3] + (pad,))], axis=-1)
+        x1, x2 = merged[..., :out_channels], merged[..., out_channels:]
+    fx2 = bottleneck(x2, weights, stride, preactivation)
+    if stride > 1:
+        x1, x2 = space_to_depth(x1, stride), space_to_depth(x2, stride)
+    return x2, fx2 + x1

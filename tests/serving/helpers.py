@@ -1,0 +1,135 @@
+"""Helpers of the serving tests: statistics, model directories, pixels, independent numpy maths."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from irevnet_tf.training import model_dir as model_dir_lib
+
+# Non-trivial normalisation, so that a missing or misplaced (pixels - mean) / std shows.
+MEAN = (121.0, 115.5, 101.25)
+STD = (61.0, 58.5, 57.0)
+
+
+def randomise_statistics(model, seed=0):
+    """Gives every batch norm non-trivial moving statistics and affine parameters, as
+    training would, so that inference mode differs visibly from a fresh model."""
+    rng = np.random.default_rng(seed)
+    for variable in model.variables:
+        name = variable.path.rsplit("/", 1)[-1]
+        shape = tuple(variable.shape)
+        if name == "moving_mean":
+            variable.assign(rng.normal(0.0, 0.3, shape).astype(np.float32))
+        elif name == "moving_variance":
+            variable.assign(rng.uniform(0.5, 2.0, shape).astype(np.float32))
+        elif name == "gamma":
+            variable.assign(rng.uniform(0.6, 1.4, shape).astype(np.float32))
+        elif name == "beta":
+            variable.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
+        elif name == "bias":
+            variable.assign(rng.normal(0.0, 0.5, shape).astype(np.float32))
+
+
+def write_model_dir(model_dir, model, run_config):
+    """A model directory as the trainer leaves it: run_config.json + checkpoints/ckpt-N."""
+    run_config.save(model_dir_lib.run_config_path(model_dir))
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model), model_dir_lib.checkpoint_dir(model_dir), 3)
+    manager.save()
+    return model_dir
+
+
+def pixels(batch, size=32, channels=3, seed=1):
+    """Random float32 pixels in [0, 255]."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 255.0, (batch, size, size, channels)).astype(np.float32)
+
+
+def normalise_numpy(images):
+    """The model input (pixels - mean) / std, computed independently of the export."""
+    return ((images.astype(np.float64) - np.array(MEAN)) / np.array(STD)).astype(np.float32)
+
+
+def softmax_numpy(logits):
+    logits = np.asarray(logits, np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def repo_root():
+    """The checkout whose irevnet_tf the tests import (for subprocesses' PYTHONPATH)."""
+    import irevnet_tf
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(irevnet_tf.__file__)))
+
+
+def center_crop_numpy(image, fraction=0.875):
+    """The square centre crop the export documents: side floor(fraction * shorter side),
+    an odd margin's extra pixel before the crop."""
+    height, width = image.shape[:2]
+    side = max(int(np.float32(min(height, width)) * np.float32(fraction)), 1)
+    top, left = (height - side + 1) // 2, (width - side + 1) // 2
+    return image[top:top + side, left:left + side]
+
+
+def resize_bilinear_numpy(image, size):
+    """Bilinear resize with half-pixel centres and no antialiasing, in float64."""
+    image = np.asarray(image, np.float64)
+
+    def axis_weights(length):
+        position = (np.arange(size) + 0.5) * (length / size) - 0.5
+        low = np.floor(position)
+        fraction = position - low
+        low = low.astype(int)
+        return np.clip(low, 0, length - 1), np.clip(low + 1, 0, length - 1), fraction
+
+    top, bottom, fy = axis_weights(image.shape[0])
+    left, right, fx = axis_weights(image.shape[1])
+    rows = (image[top] * (1 - fy)[:, None, None] + image[bottom] * fy[:, None, None])
+    return rows[:, left] * (1 - fx)[None, :, None] + rows[:, right] * fx[None, :, None]
+
+
+def encode_image(array, image_format="PNG"):
+    """Encodes a uint8 HWC array with Pillow (not TensorFlow): the file a client would send."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+_CHECKPOINT_TRACKS_BLOCKS = None
+
+
+def checkpoint_tracks_every_variable():
+    """Whether tf.train.Checkpoint(model=IRevNet) stores every variable of the model.
+
+    With Keras 3.15 it does not: layers held in a Python list (IRevNet.stack) are invisible
+    to TensorFlow's checkpoint tracking, so a trainer's checkpoint holds only the head.
+    Tests of the model-directory path check the export's refusal while this holds.
+    """
+    global _CHECKPOINT_TRACKS_BLOCKS
+    if _CHECKPOINT_TRACKS_BLOCKS is None:
+        import tempfile
+
+        from irevnet_tf import IRevNet
+
+        model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
+                        input_shape=(16, 16, 3), num_classes=4)
+        with tempfile.TemporaryDirectory() as directory:
+            path = tf.train.Checkpoint(model=model).save(os.path.join(directory, "ckpt"))
+            stored = [name for name, _ in tf.train.list_variables(path)
+                      if name.startswith("model/")]
+        _CHECKPOINT_TRACKS_BLOCKS = len(stored) >= len(model.variables)
+    return _CHECKPOINT_TRACKS_BLOCKS
+
+
+def subprocess_env():
+    """Environment for child Pythons: this checkout first on the path, TensorFlow quiet."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = repo_root() + os.pathsep + env.get("PYTHONPATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
