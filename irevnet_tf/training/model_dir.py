@@ -245,6 +245,9 @@ def save_keras_model(model, run_config, path):
             os.close(descriptor)
             try:
                 shutil.copyfile(local_file, temporary)
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it 0600.
                 os.replace(temporary, path)
             except BaseException:
                 if os.path.exists(temporary):

@@ -37,21 +37,29 @@ def example(index, split, info, image_size):
     return image.astype(np.float32), np.int32(label)
 
 
-def batches(split, info, image_size, batch_size, start=0):
-    """Endless batches of consecutive examples (index order, wrapping around the split)."""
+def batches(split, info, image_size, batch_size, start=0, nan_from_batch=None):
+    """Endless batches of consecutive examples (index order, wrapping around the split).
+
+    From batch `nan_from_batch` on (training split only), images are NaN.
+    """
     size = info.num_train_examples if split == info.train_split else info.num_eval_examples
-    index = start
+    index, count = start, 0
     while True:
         items = [example((index + k) % size, split, info, image_size) for k in range(batch_size)]
         index += batch_size
-        yield np.stack([i[0] for i in items]), np.array([i[1] for i in items], np.int32)
+        images = np.stack([i[0] for i in items])
+        if (nan_from_batch is not None and count >= nan_from_batch
+                and split == info.train_split):
+            images[:] = np.nan
+        count += 1
+        yield images, np.array([i[1] for i in items], np.int32)
 
 
-def make_builder(info, calls=None):
+def make_builder(info, calls=None, nan_from_batch=None):
     """A `build_dataset` stand-in that batches examples in index order (no shuffling).
 
     With an input context, each pipeline yields per-replica batches; replica r of step s
-    gets examples [(s * replicas + r) * per_replica, ...).
+    gets examples [(s * replicas + r) * per_replica, ...). `nan_from_batch`: see `batches`.
     """
 
     def build_dataset(name, split, *, global_batch_size, image_size, is_training,
@@ -66,6 +74,7 @@ def make_builder(info, calls=None):
         signature = (tf.TensorSpec([batch, image_size, image_size, info.channels], tf.float32),
                      tf.TensorSpec([batch], tf.int32))
         return tf.data.Dataset.from_generator(
-            lambda: batches(split, info, image_size, batch), output_signature=signature)
+            lambda: batches(split, info, image_size, batch, nan_from_batch=nan_from_batch),
+            output_signature=signature)
 
     return build_dataset
