@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from irevnet_tf.data import InputDataError
 from irevnet_tf.training import flags as training_flags
 from irevnet_tf.training import trainer
 from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError,
@@ -35,7 +36,8 @@ def main(argv):
         result = trainer.train(config)
     except FlagError as error:
         raise app.UsageError(str(error)) from None
-    except (NoAcceleratorError, NonFiniteLossError, CheckpointMismatchError) as error:
+    except (NoAcceleratorError, NonFiniteLossError, CheckpointMismatchError,
+            InputDataError) as error:
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -7,11 +7,14 @@ here once, so the rules are in one place and testable without a model or a devic
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 from irevnet_tf import configs
 from irevnet_tf.training import config as config_lib
 from irevnet_tf.training.errors import FlagError
+
+# Evaluation and checkpoint interval when the training split's size (an epoch) is unknown.
+STEPS_WITHOUT_EPOCHS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +26,7 @@ class TrainingPlan:
     image_size: int
     channels: int
     num_classes: int
-    steps_per_epoch: float
+    steps_per_epoch: Optional[float]
     total_steps: int
     warmup_steps: int
     decay_boundaries: Tuple[int, ...]
@@ -70,7 +73,15 @@ def make_plan(config, info, num_replicas=1):
             f"--image_size={image_size} must be divisible by {downsampling}, the total "
             f"down-sampling of --config={config.config} (initial psi times the strides).")
 
-    steps_per_epoch = info.num_train_examples / global_batch
+    if info.num_train_examples:
+        steps_per_epoch = info.num_train_examples / global_batch
+    else:
+        steps_per_epoch = None
+        for name in ("train_epochs", "warmup_epochs", "lr_decay_epochs"):
+            if getattr(config, name) is not None:
+                raise FlagError(f"--{name} needs the size of the training split, which "
+                                f"--dataset={config.dataset} does not report; give the "
+                                f"length in steps (--{name.replace('epochs', 'steps')}).")
     if config.train_steps is not None:
         total_steps = config.train_steps
     elif config.train_epochs is not None:
@@ -104,13 +115,16 @@ def make_plan(config, info, num_replicas=1):
             for k in range(1, config_lib.PAPER_TRAIN_STEPS // config_lib.PAPER_DECAY_EVERY + 1))
         boundaries = tuple(b for b in boundaries if 0 < b < total_steps)
 
-    epoch_steps = max(1, round(steps_per_epoch))
+    epoch_steps = max(1, round(steps_per_epoch)) if steps_per_epoch else STEPS_WITHOUT_EPOCHS
     eval_every = epoch_steps if config.eval_every is None else config.eval_every
     checkpoint_every = (epoch_steps if config.checkpoint_every is None
                         else config.checkpoint_every)
 
     if config.eval_steps is not None:
         eval_steps = config.eval_steps
+    elif not info.num_eval_examples:
+        raise FlagError(f"--eval_steps is required: --dataset={config.dataset} does not report "
+                        f"the size of its evaluation split {info.eval_split!r}.")
     else:
         eval_steps = info.num_eval_examples // eval_batch
         if eval_steps < 1:

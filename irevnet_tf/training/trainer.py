@@ -213,10 +213,12 @@ class Trainer:
         start_step = int(step_variable.numpy())
         logging.info(
             "i-RevNet %s (%s parameters) on %s: %d replica(s), global batch %d, %d steps "
-            "(%.2f epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
+            "(%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
             "precision %s, reversible %s, XLA %s", config.config,
             f"{model.count_params():,}", config.dataset, replicas, plan.global_batch_size,
-            plan.total_steps, plan.total_steps / plan.steps_per_epoch, info.train_split,
+            plan.total_steps,
+            f"{plan.total_steps / plan.steps_per_epoch:.2f}" if plan.steps_per_epoch else "?",
+            info.train_split,
             config.lr_schedule, plan.peak_learning_rate, plan.warmup_steps,
             list(plan.decay_boundaries), config.precision, config.reversible, jit)
         if restored:
@@ -236,10 +238,12 @@ class Trainer:
                                                  run_config.std, write_summaries=chief)
 
         def evaluate(step):
-            sums = loops.evaluate(iter(eval_dataset), plan.eval_steps)
+            with _described_input_errors(config, info.eval_split):
+                sums = loops.evaluate(iter(eval_dataset), plan.eval_steps)
             metrics = reporter.evaluation(step, sums)
             if images_in_summary:
-                originals, rebuilt = loops.reconstruct(iter(eval_dataset))
+                with _described_input_errors(config, info.eval_split):
+                    originals, rebuilt = loops.reconstruct(iter(eval_dataset))
                 metrics["reconstruction_max_error_pixels"] = reporter.reconstructions(
                     step, originals, rebuilt)
             reporter.flush()
@@ -259,7 +263,8 @@ class Trainer:
                             _until_next(step, plan.eval_every),
                             _until_next(step, plan.checkpoint_every))
                 stopwatch.lap()
-                sums = loops.train(train_iterator, steps)
+                with _described_input_errors(config, info.train_split):
+                    sums = loops.train(train_iterator, steps)
                 seconds = stopwatch.lap()
                 step += steps
                 if not np.all(np.isfinite(sums)):
@@ -358,6 +363,21 @@ class Trainer:
         model_dir_lib.save_keras_model(plain, run_config, path)
         logging.info("Wrote %s", path)
         return path
+
+
+@contextlib.contextmanager
+def _described_input_errors(config, split):
+    """Turns tf.data's bare errors about bad input (corrupt records, undecodable images,
+    labels out of range) into `irevnet_tf.data.InputDataError`s naming the data and files."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+        from irevnet_tf import data as data_lib
+
+        if data_lib.classify_input_error(error) == "other":
+            raise
+        raise data_lib.describe_input_error(error, config.dataset, config.data_dir,
+                                            split) from error
 
 
 def _until_next(step, every):
