@@ -69,6 +69,12 @@ class CheckpointKeeper:
         path = self.manager.save(checkpoint_number=int(step))
         if not self.is_chief:
             tf.io.gfile.rmtree(self.write_directory)
+            try:  # The shared parent too, once the last worker's directory is gone.
+                parent = os.path.dirname(self.write_directory)
+                if not tf.io.gfile.listdir(parent):
+                    tf.io.gfile.rmtree(parent)
+            except tf.errors.OpError:
+                pass
             return os.path.join(self.directory, os.path.basename(path))
         return path
 

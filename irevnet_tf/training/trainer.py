@@ -233,7 +233,7 @@ class Trainer:
         eval_dataset = strategy.distribute_datasets_from_function(
             self._eval_dataset_fn(builder, info, plan, seed))
         images_in_summary = min(config.summary_images, plan.eval_batch_size // replicas)
-        loops = _Loops(strategy, task, step_variable, jit, images_in_summary)
+        loops = TrainingLoops(strategy, task, step_variable, jit, images_in_summary)
         reporter = progress_lib.ProgressReporter(model_dir, plan.total_steps, run_config.mean,
                                                  run_config.std, write_summaries=chief)
 
@@ -396,7 +396,7 @@ def _jsonable(value):
     return str(value)
 
 
-class _Loops:
+class TrainingLoops:
     """The compiled loops of a run: training, evaluation, reconstruction, and the syncs."""
 
     def __init__(self, strategy, task, step_variable, jit_compile, reconstruction_count):
@@ -466,8 +466,10 @@ class _Loops:
     def _sync(self):
         def average():
             context = tf.distribute.get_replica_context()
+            # This replica's values as plain tensors (all-reducing the variables themselves
+            # fails under MultiWorkerMirroredStrategy).
             means = context.all_reduce(tf.distribute.ReduceOp.MEAN,
-                                       [v.value for v in self._statistics])
+                                       [tf.identity(v.value) for v in self._statistics])
             for variable, mean in zip(self._statistics, means):
                 variable.assign(mean)
 
@@ -482,4 +484,4 @@ class _Loops:
     @tf.function
     def _any_worker(self, flag):
         per_replica = self.strategy.run(tf.identity, args=(flag,))
-        return self.strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
