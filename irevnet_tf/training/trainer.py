@@ -223,6 +223,12 @@ class Trainer:
             list(plan.decay_boundaries), config.precision, config.reversible, jit)
         if restored:
             logging.info("Resuming from %s at step %d.", restored, start_step)
+        evaluated = plan.eval_steps * plan.eval_batch_size
+        if info.num_eval_examples and evaluated < info.num_eval_examples:
+            logging.warning(
+                "Each evaluation covers %d of the %d examples of %r (batches are complete; "
+                "an --eval_batch_size that divides %d covers them all).", evaluated,
+                info.num_eval_examples, info.eval_split, info.num_eval_examples)
 
         task = task_lib.ClassificationTask(
             model, optimizer, global_batch_size=plan.global_batch_size,
@@ -397,7 +403,15 @@ def _jsonable(value):
 
 
 class TrainingLoops:
-    """The compiled loops of a run: training, evaluation, reconstruction, and the syncs."""
+    """The compiled loops of a run: training, evaluation, reconstruction, and the syncs.
+
+    Args:
+        strategy: the tf.distribute strategy the model and optimizer were built under.
+        task: the ClassificationTask (model, optimizer, loss).
+        step_variable: int64 variable counting optimizer steps (incremented per step).
+        jit_compile: compile the replica steps with XLA.
+        reconstruction_count: images per `reconstruct` call.
+    """
 
     def __init__(self, strategy, task, step_variable, jit_compile, reconstruction_count):
         self.strategy = strategy

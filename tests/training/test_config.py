@@ -136,3 +136,18 @@ def test_library_options_are_the_flags():
     assert names == set(flag_values)
     with pytest.raises(FlagError, match="batchsize"):
         config_lib.TrainConfig.from_dict({"batchsize": 3})
+
+
+def test_recipes_are_valid_and_the_paper_recipe_is_the_default():
+    from irevnet_tf.training import recipes
+
+    for name in ("IMAGENET_PAPER", "IMAGENET_RELEASE", "CIFAR10_PAPER", "DIGITS_QUICKSTART"):
+        config_lib.TrainConfig(model_dir="/tmp/run", **getattr(recipes, name)).validate()
+    paper = plan_lib.make_plan(
+        config_lib.TrainConfig(model_dir="/tmp/run", **recipes.IMAGENET_PAPER).validate(), Info())
+    default = plan_lib.make_plan(parse("--model_dir=/tmp/run"), Info())
+    assert paper == default
+    release = plan_lib.make_plan(
+        config_lib.TrainConfig(model_dir="/tmp/run", **recipes.IMAGENET_RELEASE).validate(),
+        Info())
+    assert release.decay_boundaries == tuple(round(e * 1_281_167 / 256) for e in (32, 64, 96))

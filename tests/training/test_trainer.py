@@ -44,7 +44,7 @@ def read_events(directory):
                 tensor = tf.make_ndarray(value.tensor)
                 events.setdefault(value.tag, []).append(
                     (event.step, tensor, value.metadata.plugin_data.plugin_name))
-    return events
+    return {tag: sorted(values, key=lambda v: v[0]) for tag, values in events.items()}
 
 
 def test_trains_and_evaluates(finished_run):
@@ -116,7 +116,7 @@ def test_resumes_from_the_last_checkpoint(finished_run, tmp_path):
     model_dir, _ = finished_run
     shutil.copytree(model_dir, tmp_path / "model")
     result = run(tmp_path / "model", train_steps=30)
-    assert result["step"] == 30 and result["checkpoint"].endswith("ckpt-30")
+    assert result["step"] == 30 and result["checkpoint"].endswith("ckpt-30"), result
     steps = [step for step, _, _ in read_events(tmp_path / "model" / "train")["loss"]]
     assert steps[-1] == 30 and 25 not in steps
     assert result["images_per_second"] is not None
