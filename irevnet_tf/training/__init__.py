@@ -1,1 +1,22 @@
-"""Training: the distributed loop, schedules, checkpoints and the model directory."""
+"""Training: the distributed loop, schedules, checkpoints and the model directory.
+
+`train(...)` runs what `trainers/train_imagenet.py` runs, in-process:
+
+>>> from irevnet_tf import training
+>>> result = training.train(model_dir="/tmp/digits", config="irevnet_small",
+...                         dataset="digits", batch_size=64, train_epochs=8,
+...                         lr_schedule="cosine", base_learning_rate=0.8)
+>>> result["eval_top1"], result["keras_model"]
+
+`training.recipes` holds the paper's ImageNet and CIFAR-10 recipes and the quickstart's.
+"""
+
+from irevnet_tf.training import recipes
+from irevnet_tf.training.config import TrainConfig
+from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError, NoAcceleratorError,
+                                        NonFiniteLossError)
+from irevnet_tf.training.model_dir import RunConfig, restore_model
+from irevnet_tf.training.trainer import Trainer, train
+
+__all__ = ["CheckpointMismatchError", "FlagError", "NoAcceleratorError", "NonFiniteLossError",
+           "RunConfig", "TrainConfig", "Trainer", "recipes", "restore_model", "train"]

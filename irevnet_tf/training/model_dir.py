@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 
 import tensorflow as tf
@@ -193,3 +194,92 @@ def restore_weights(model, checkpoint_path):
             f"{model.name!r}: {str(error)[:500]}") from None
     status.expect_partial()
     return status
+
+
+# Fields of a RunConfig that define the model and its inputs: a restarted run must not change
+# them. `reversible` only changes how gradients are computed, so it may differ.
+_MODEL_FIELDS = ("config_name", "overrides", "dataset", "image_size", "num_classes", "mean", "std")
+_FREE_OVERRIDES = ("reversible",)
+
+
+def _comparable(run_config, field):
+    value = getattr(run_config, field)
+    if field == "overrides":
+        return {k: list(v) if isinstance(v, (list, tuple)) else v
+                for k, v in value.items() if k not in _FREE_OVERRIDES}
+    if field in ("mean", "std"):
+        return [round(float(v), 6) for v in value]
+    return value
+
+
+def run_config_differences(recorded, requested, extra_keys=()):
+    """`[(field, recorded value, requested value)]` where two RunConfigs describe different
+    models (plus the `extra["flags"]` entries named in `extra_keys`)."""
+    differences = []
+    for field in _MODEL_FIELDS:
+        old, new = _comparable(recorded, field), _comparable(requested, field)
+        if old != new:
+            differences.append((field, old, new))
+    old_flags = recorded.extra.get("flags", {})
+    new_flags = requested.extra.get("flags", {})
+    for key in extra_keys:
+        if key in old_flags and old_flags.get(key) != new_flags.get(key):
+            differences.append((f"--{key}", old_flags.get(key), new_flags.get(key)))
+    return differences
+
+
+def check_same_run(model_dir, requested, extra_keys=()):
+    """Refuses to continue a run in `model_dir` with a different model configuration.
+
+    Returns the recorded RunConfig (None for a new directory). Raises ValueError listing
+    every difference.
+    """
+    path = run_config_path(model_dir)
+    if not tf.io.gfile.exists(path):
+        return None
+    recorded = RunConfig.load(path)
+    differences = run_config_differences(recorded, requested, extra_keys)
+    if differences:
+        listed = "; ".join(f"{name}: recorded {old!r}, now {new!r}"
+                           for name, old, new in differences)
+        raise ValueError(
+            f"model_dir {model_dir!r} holds a run with a different configuration ({listed}). "
+            "Resume it with its original flags, or choose a new --model_dir.")
+    return recorded
+
+
+def save_keras_model(model, run_config, path):
+    """Writes `model` as a `.keras` file at `path` with its `<path>.run_config.json` sidecar,
+    both atomically (the sidecar first, so a `.keras` file never lacks it)."""
+    import keras  # Deferred: only this function needs it.
+
+    if not str(path).endswith(".keras"):
+        raise ValueError(f"save_keras_model: `path` must end with .keras, got {path!r}.")
+    run_config.save(str(path) + ".run_config.json")
+    local_directory = tempfile.mkdtemp(prefix="irevnet-keras-")
+    try:
+        local_file = os.path.join(local_directory, "model.keras")
+        keras.saving.save_model(model, local_file)
+        if "://" in str(path):
+            temporary = str(path) + ".tmp"
+            tf.io.gfile.copy(local_file, temporary, overwrite=True)
+            tf.io.gfile.rename(temporary, path, overwrite=True)
+        else:
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-",
+                                                     suffix=".keras")
+            os.close(descriptor)
+            try:
+                shutil.copyfile(local_file, temporary)
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it 0600.
+                os.replace(temporary, path)
+            except BaseException:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+                raise
+    finally:
+        shutil.rmtree(local_directory, ignore_errors=True)
+    return path

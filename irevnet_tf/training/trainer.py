@@ -1,0 +1,501 @@
+"""The distributed training loop of i-RevNet: `train(config)` and the `Trainer` behind it.
+
+One code path for every strategy (default, one device, mirrored GPUs, multi-worker, TPU):
+- data: `strategy.distribute_datasets_from_function`, each input pipeline sharded and
+  batched per replica by `irevnet_tf.data.build_dataset`;
+- loop: a `tf.function` that runs `steps_per_loop` steps in a `tf.range` loop, each a
+  `strategy.run` of the replica step (`ClassificationTask.train_step`, XLA-compiled with
+  `jit_compile`), as TPUs need (one host round trip per loop, not per step);
+- state: `tf.train.Checkpoint(model, optimizer, step)` every `checkpoint_every` steps, on
+  SIGTERM and at the end; a restarted run with the same model_dir resumes by itself;
+- the model directory records the RunConfig first, so export and analysis need nothing
+  else, and a different configuration in the same directory is refused;
+- a NaN/Inf loss stops the run before anything is saved.
+
+Resuming the input pipeline: TensorFlow's distributed iterators cannot be checkpointed
+(`tf.train.Checkpoint` rejects them), so a resumed --deterministic run replays the
+pipeline up to the checkpointed step (`Dataset.skip`: exact, cheap on small data, costly
+on ImageNet), and any other resumed run reseeds its shuffling with the step, so that it
+does not see the first examples again.
+
+Batch-norm moving statistics: each replica updates its own copy from its own batch, as
+in the release's DataParallel; after every loop the copies are averaged across replicas
+so that evaluation and checkpoints use one consistent value. Because the moving averages
+are linear in the batch statistics, this equals averaging the replicas' statistics at
+every step.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from irevnet_tf import configs
+from irevnet_tf.training import checkpointing
+from irevnet_tf.training import config as config_lib
+from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf.training import plan as plan_lib
+from irevnet_tf.training import progress as progress_lib
+from irevnet_tf.training import schedules
+from irevnet_tf.training import strategies
+from irevnet_tf.training import task as task_lib
+from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError,
+                                        NonFiniteLossError)
+
+KERAS_MODEL_FILE = "model.keras"
+# Flags besides the model fields that a resumed run must keep: they change the
+# checkpoint's structure (a loss-scale optimizer under mixed_float16).
+_FIXED_FLAGS = ("precision",)
+
+
+def train(train_config=None, *, dataset_builder=None, dataset_info=None, **options):
+    """Trains as `trainers/train_imagenet.py` does; returns a dict of results.
+
+    Args:
+        train_config: a TrainConfig; or give its fields as keyword `options`
+            (`train(model_dir=..., config="irevnet_small", dataset="digits", ...)`);
+            options given with a TrainConfig override its fields.
+        dataset_builder: a function with the signature of `irevnet_tf.data.build_dataset`
+            (default: that function).
+        dataset_info: the DatasetInfo to use (default: `irevnet_tf.data.dataset_info`).
+
+    Returns:
+        A dict: `step`, `total_steps`, `train_loss`, `train_accuracy`, `eval_loss`,
+        `eval_top1`, `eval_top5`, `eval_examples`, `model_dir`, `checkpoint`,
+        `keras_model`, `run_config`, `seconds`, `images_per_second`, `weights_digest`,
+        `preempted`.
+    """
+    if train_config is None:
+        train_config = config_lib.TrainConfig.from_dict(options)
+    elif options:
+        train_config = dataclasses.replace(train_config, **options)
+    return Trainer(train_config, dataset_builder=dataset_builder, dataset_info=dataset_info).run()
+
+
+@contextlib.contextmanager
+def _global_settings(config):
+    """Precision policy, op determinism and seeds for the run; restored afterwards."""
+    from tensorflow.python.framework import config as tf_config  # For disable_op_determinism.
+
+    previous_policy = keras.mixed_precision.global_policy()
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    keras.mixed_precision.set_global_policy(config.precision)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.effective_seed is not None:
+        keras.utils.set_random_seed(config.effective_seed)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if config.deterministic and not was_deterministic:
+            tf_config.disable_op_determinism()
+
+
+def weights_digest(model):
+    """SHA-256 of the model's weights (values and order): equal digests, equal weights."""
+    digest = hashlib.sha256()
+    for value in model.get_weights():
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+class Trainer:
+    """Builds the strategy, data, model, optimizer and checkpoints of a run and runs it.
+
+    Args:
+        config: a TrainConfig (validated here).
+        dataset_builder, dataset_info: see `train`.
+    """
+
+    def __init__(self, config, dataset_builder=None, dataset_info=None):
+        self.config = config.validate()
+        self._dataset_builder = dataset_builder
+        self._dataset_info = dataset_info
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def _data_functions(self):
+        builder, info = self._dataset_builder, self._dataset_info
+        if builder is None or info is None:
+            from irevnet_tf import data as data_lib  # Deferred: heavy (tensorflow-datasets).
+
+            if builder is None:
+                builder = data_lib.build_dataset
+            if info is None:
+                try:
+                    info = data_lib.dataset_info(self.config.dataset,
+                                                 data_dir=self.config.data_dir)
+                except (ValueError, KeyError, FileNotFoundError) as error:
+                    raise FlagError(f"--dataset={self.config.dataset!r}: {error}") from None
+        return builder, info
+
+    def _run_config(self, info, plan):
+        config = self.config
+        base = configs.get_config(config.config)
+        overrides = {}
+        if info.num_classes != base["num_classes"]:
+            overrides["num_classes"] = int(info.num_classes)
+        input_shape = [plan.image_size, plan.image_size, int(info.channels)]
+        if input_shape != list(base["input_shape"]):
+            overrides["input_shape"] = input_shape
+        if not config.reversible:
+            overrides["reversible"] = False
+        return model_dir_lib.RunConfig(
+            config_name=config.config, overrides=overrides, dataset=config.dataset,
+            image_size=plan.image_size, num_classes=int(info.num_classes),
+            mean=tuple(float(v) for v in info.mean), std=tuple(float(v) for v in info.std),
+            extra={
+                "flags": config.to_dict(),
+                "plan": plan.to_dict(),
+                "data": {"train_split": info.train_split, "eval_split": info.eval_split,
+                         "channels": int(info.channels),
+                         "num_train_examples": int(info.num_train_examples),
+                         "num_eval_examples": int(info.num_eval_examples),
+                         "preprocessing": _jsonable(getattr(info, "preprocessing", None))},
+            })
+
+    def _build_optimizer(self, plan):
+        schedule = schedules.build_schedule(self.config.lr_schedule, plan,
+                                            decay_factor=self.config.lr_decay_factor)
+        # Keras' SGD applies `v = m*v - lr*g; w += v`; PyTorch's `b = m*b + g; w -= lr*b`
+        # is the same update while the rate is constant (they differ only in how the
+        # velocity carries over a rate change at a decay boundary).
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=self.config.momentum)
+        if self.config.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer, schedule
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self):
+        config = self.config
+        # Multi-worker strategies must exist before TensorFlow runs anything.
+        strategy = strategies.create_strategy(config.strategy, config.tpu)
+        with _global_settings(config):
+            return self._run(strategy)
+
+    def _run(self, strategy):
+        config = self.config
+        builder, info = self._data_functions()
+        replicas = strategy.num_replicas_in_sync
+        plan = plan_lib.make_plan(config, info, num_replicas=replicas)
+        run_config = self._run_config(info, plan)
+        chief = strategies.is_chief(strategy)
+        model_dir = config.model_dir
+        try:
+            model_dir_lib.check_same_run(model_dir, run_config, extra_keys=_FIXED_FLAGS)
+        except ValueError as error:
+            raise CheckpointMismatchError(str(error)) from None
+        if chief:
+            tf.io.gfile.makedirs(model_dir)
+            run_config.save(model_dir_lib.run_config_path(model_dir))
+        seed = config.effective_seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
+        jit = config.use_jit()
+
+        with strategy.scope():
+            model = run_config.build_model()
+            optimizer, schedule = self._build_optimizer(plan)
+            optimizer.build(model.trainable_variables)
+            step_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_variable)
+        keeper = checkpointing.CheckpointKeeper(checkpoint, model_dir, config.keep_checkpoints,
+                                                strategy)
+        restored = keeper.restore_latest()
+        start_step = int(step_variable.numpy())
+        logging.info(
+            "i-RevNet %s (%s parameters) on %s: %d replica(s), global batch %d, %d steps "
+            "(%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
+            "precision %s, reversible %s, XLA %s", config.config,
+            f"{model.count_params():,}", config.dataset, replicas, plan.global_batch_size,
+            plan.total_steps,
+            f"{plan.total_steps / plan.steps_per_epoch:.2f}" if plan.steps_per_epoch else "?",
+            info.train_split,
+            config.lr_schedule, plan.peak_learning_rate, plan.warmup_steps,
+            list(plan.decay_boundaries), config.precision, config.reversible, jit)
+        if restored:
+            logging.info("Resuming from %s at step %d.", restored, start_step)
+        evaluated = plan.eval_steps * plan.eval_batch_size
+        if info.num_eval_examples and evaluated < info.num_eval_examples:
+            logging.warning(
+                "Each evaluation covers %d of the %d examples of %r (batches are complete; "
+                "an --eval_batch_size that divides %d covers them all).", evaluated,
+                info.num_eval_examples, info.eval_split, info.num_eval_examples)
+
+        task = task_lib.ClassificationTask(
+            model, optimizer, global_batch_size=plan.global_batch_size,
+            num_classes=info.num_classes, label_smoothing=config.label_smoothing,
+            weight_decay=config.weight_decay, dropout_seed=seed)
+        train_iterator = iter(strategy.distribute_datasets_from_function(
+            self._train_dataset_fn(builder, info, plan, seed, start_step)))
+        eval_dataset = strategy.distribute_datasets_from_function(
+            self._eval_dataset_fn(builder, info, plan, seed))
+        images_in_summary = min(config.summary_images, plan.eval_batch_size // replicas)
+        loops = TrainingLoops(strategy, task, step_variable, jit, images_in_summary)
+        reporter = progress_lib.ProgressReporter(model_dir, plan.total_steps, run_config.mean,
+                                                 run_config.std, write_summaries=chief)
+
+        def evaluate(step):
+            with _described_input_errors(config, info.eval_split):
+                sums = loops.evaluate(iter(eval_dataset), plan.eval_steps)
+            metrics = reporter.evaluation(step, sums)
+            if images_in_summary:
+                with _described_input_errors(config, info.eval_split):
+                    originals, rebuilt = loops.reconstruct(iter(eval_dataset))
+                metrics["reconstruction_max_error_pixels"] = reporter.reconstructions(
+                    step, originals, rebuilt)
+            reporter.flush()
+            return metrics
+
+        result = {"model_dir": model_dir, "total_steps": plan.total_steps, "preempted": False,
+                  "run_config": model_dir_lib.run_config_path(model_dir),
+                  "checkpoint": restored, "keras_model": None}
+        step = start_step
+        saved_step = start_step if restored else None
+        eval_metrics, evaluated_step = {}, None
+        trained_images, trained_seconds = 0, 0.0
+        stopwatch = progress_lib.Stopwatch()
+        with checkpointing.PreemptionWatcher() as preemption:
+            while step < plan.total_steps:
+                steps = min(config.steps_per_loop, plan.total_steps - step,
+                            _until_next(step, plan.eval_every),
+                            _until_next(step, plan.checkpoint_every))
+                stopwatch.lap()
+                with _described_input_errors(config, info.train_split):
+                    sums = loops.train(train_iterator, steps)
+                seconds = stopwatch.lap()
+                step += steps
+                if not np.all(np.isfinite(sums)):
+                    last = keeper.latest()
+                    raise NonFiniteLossError(
+                        f"The training loss became {sums[0] / max(sums[2], 1):.4g} (NaN or Inf) "
+                        f"within steps {step - steps + 1}-{step}; training stopped without "
+                        f"saving. The last good checkpoint is "
+                        f"{last or 'none (no checkpoint was written yet)'}. Lower "
+                        f"--base_learning_rate, add --warmup_epochs, or use --precision=float32.")
+                loops.sync_batch_norm_statistics()
+                trained_images += int(sums[2])
+                trained_seconds += seconds
+                reporter.train_loop(step, steps, sums, schedule(step - 1), seconds)
+                if loops.any_worker(preemption.requested):
+                    result["checkpoint"] = keeper.save(step)
+                    logging.warning("Preempted: saved %s at step %d; rerun the same command "
+                                    "to resume.", result["checkpoint"], step)
+                    result["preempted"] = True
+                    break
+                if plan.eval_every and step % plan.eval_every == 0 and step < plan.total_steps:
+                    eval_metrics, evaluated_step = evaluate(step), step
+                if (plan.checkpoint_every and step % plan.checkpoint_every == 0
+                        and step < plan.total_steps):
+                    result["checkpoint"], saved_step = keeper.save(step), step
+        if not result["preempted"]:
+            if evaluated_step != step:
+                eval_metrics = evaluate(step)
+            if saved_step != step:
+                result["checkpoint"] = keeper.save(step)
+            if chief:
+                result["keras_model"] = self._write_keras_model(model, run_config)
+        reporter.flush()
+        train_metrics = reporter.last_train
+        result.update({
+            "step": step,
+            "train_loss": train_metrics.get("loss"),
+            "train_accuracy": train_metrics.get("accuracy"),
+            "eval_loss": eval_metrics.get("loss"),
+            "eval_top1": eval_metrics.get("top1_accuracy"),
+            "eval_top5": eval_metrics.get("top5_accuracy"),
+            "eval_examples": eval_metrics.get("examples"),
+            "reconstruction_max_error_pixels": eval_metrics.get(
+                "reconstruction_max_error_pixels"),
+            "seconds": trained_seconds,
+            "images_per_second": trained_images / trained_seconds if trained_seconds else None,
+            "weights_digest": weights_digest(model),
+        })
+        logging.info("Finished at step %d/%d; weights digest %s", step, plan.total_steps,
+                     result["weights_digest"])
+        return result
+
+    def _train_dataset_fn(self, builder, info, plan, seed, start_step):
+        config = self.config
+        # See the module docstring: replay for deterministic runs, reseed otherwise.
+        data_seed = seed if (config.deterministic or not start_step) else seed + start_step
+
+        def dataset_fn(input_context):
+            dataset = builder(
+                config.dataset, info.train_split, global_batch_size=plan.global_batch_size,
+                image_size=plan.image_size, is_training=True, data_dir=config.data_dir,
+                input_context=input_context, seed=data_seed,
+                deterministic=config.deterministic, repeat=True)
+            if config.deterministic and start_step:
+                batches_per_step = (input_context.num_replicas_in_sync
+                                    // input_context.num_input_pipelines)
+                dataset = dataset.skip(start_step * batches_per_step)
+            return dataset
+
+        return dataset_fn
+
+    def _eval_dataset_fn(self, builder, info, plan, seed):
+        config = self.config
+
+        def dataset_fn(input_context):
+            # Repeated so that every worker runs the same number of steps (no end-of-data
+            # race between workers); `eval_steps` bounds each evaluation.
+            return builder(
+                config.dataset, info.eval_split, global_batch_size=plan.eval_batch_size,
+                image_size=plan.image_size, is_training=False, data_dir=config.data_dir,
+                input_context=input_context, seed=seed, deterministic=config.deterministic,
+                repeat=True)
+
+        return dataset_fn
+
+    def _write_keras_model(self, model, run_config):
+        """`<model_dir>/model.keras`: a float32 copy of the trained model outside the strategy."""
+        path = os.path.join(self.config.model_dir, KERAS_MODEL_FILE)
+        previous_policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            plain = run_config.build_model()
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
+        plain.set_weights(model.get_weights())
+        model_dir_lib.save_keras_model(plain, run_config, path)
+        logging.info("Wrote %s", path)
+        return path
+
+
+@contextlib.contextmanager
+def _described_input_errors(config, split):
+    """Turns tf.data's bare errors about bad input (corrupt records, undecodable images,
+    labels out of range) into `irevnet_tf.data.InputDataError`s naming the data and files."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+        from irevnet_tf import data as data_lib
+
+        if data_lib.classify_input_error(error) == "other":
+            raise
+        raise data_lib.describe_input_error(error, config.dataset, config.data_dir,
+                                            split) from error
+
+
+def _until_next(step, every):
+    if not every:
+        return np.iinfo(np.int64).max
+    return every - step % every
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+class TrainingLoops:
+    """The compiled loops of a run: training, evaluation, reconstruction, and the syncs.
+
+    Args:
+        strategy: the tf.distribute strategy the model and optimizer were built under.
+        task: the ClassificationTask (model, optimizer, loss).
+        step_variable: int64 variable counting optimizer steps (incremented per step).
+        jit_compile: compile the replica steps with XLA.
+        reconstruction_count: images per `reconstruct` call.
+    """
+
+    def __init__(self, strategy, task, step_variable, jit_compile, reconstruction_count):
+        self.strategy = strategy
+        self.reconstruction_count = reconstruction_count
+        self.task = task
+        self.step_variable = step_variable
+        self._compute_gradients = task.compute_gradients
+        self._eval_step = task.eval_step
+        if jit_compile:
+            self._compute_gradients = tf.function(task.compute_gradients, jit_compile=True)
+            self._eval_step = tf.function(task.eval_step, jit_compile=True)
+        self._statistics = [v for v in task.model.non_trainable_variables
+                            if v.dtype in ("float32", "float16", "bfloat16", "float64")]
+        self._multi_worker = strategies.is_multi_worker(strategy)
+
+    @tf.function
+    def _train_loop(self, iterator, num_steps):
+        sums = tf.zeros([len(task_lib.TRAIN_METRICS)], tf.float32)
+        for _ in tf.range(num_steps):
+            images, labels = next(iterator)
+            per_replica = self.strategy.run(
+                self.task.train_step,
+                args=(images, labels, self.step_variable.read_value(), self._compute_gradients))
+            sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            self.step_variable.assign_add(1)
+        return sums
+
+    def train(self, iterator, num_steps):
+        """Runs `num_steps` steps; returns the summed `[loss_sum, correct, count]`."""
+        return self._train_loop(iterator, tf.constant(num_steps, tf.int32)).numpy()
+
+    @tf.function
+    def _eval_loop(self, iterator, num_steps):
+        sums = tf.zeros([len(task_lib.EVAL_METRICS)], tf.float32)
+        for _ in tf.range(num_steps):
+            images, labels = next(iterator)
+            # Called through a Python function: a compiled function handed straight to
+            # MirroredStrategy.run is placed on the first device for every replica.
+            per_replica = self.strategy.run(lambda x, y: self._eval_step(x, y),
+                                            args=(images, labels))
+            sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return sums
+
+    def evaluate(self, iterator, num_steps):
+        """Evaluates `num_steps` batches; returns `[loss_sum, top1, top5, count]`."""
+        return self._eval_loop(iterator, tf.constant(num_steps, tf.int32)).numpy()
+
+    def reconstruct(self, iterator):
+        """`(inputs, decode(encode(inputs)))` of the first few images of replica 0."""
+        originals, rebuilt = self._reconstruct(iterator)
+        first = self.strategy.experimental_local_results
+        return first(originals)[0].numpy(), first(rebuilt)[0].numpy()
+
+    @tf.function
+    def _reconstruct(self, iterator):
+        images, _ = next(iterator)
+        count = self.reconstruction_count
+        return self.strategy.run(lambda x: self.task.reconstruct(x[:count]), args=(images,))
+
+    def sync_batch_norm_statistics(self):
+        """Averages every replica's copy of the moving statistics (see module docstring)."""
+        if self.strategy.num_replicas_in_sync > 1 and self._statistics:
+            self._sync()
+
+    @tf.function
+    def _sync(self):
+        def average():
+            context = tf.distribute.get_replica_context()
+            # This replica's values as plain tensors (all-reducing the variables themselves
+            # fails under MultiWorkerMirroredStrategy).
+            means = context.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                       [tf.identity(v.value) for v in self._statistics])
+            for variable, mean in zip(self._statistics, means):
+                variable.assign(mean)
+
+        self.strategy.run(average)
+
+    def any_worker(self, flag):
+        """True when `flag` is true on any worker (so that all workers stop together)."""
+        if not self._multi_worker:
+            return bool(flag)
+        return bool(self._any_worker(tf.constant(float(flag))).numpy() > 0)
+
+    @tf.function
+    def _any_worker(self, flag):
+        per_replica = self.strategy.run(tf.identity, args=(flag,))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)

@@ -1,0 +1,50 @@
+"""Trains i-RevNet on ImageNet (or another image data set) on TPUs, GPUs or CPUs.
+
+    python trainers/train_imagenet.py --strategy=tpu --tpu=local \
+        --model_dir=gs://bucket/irevnet301 --data_dir=gs://bucket/tensorflow_datasets
+
+The defaults are the paper's recipe for i-RevNet-301: SGD with momentum 0.9, coupled
+weight decay 1e-4, batch 256, lr 0.1 divided by 10 every 160k steps, 600k steps.
+See `--helpfull` or irevnet_tf/training/flags.py for every option; the loop itself is
+irevnet_tf/training/trainer.py.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from irevnet_tf.data import InputDataError
+from irevnet_tf.training import flags as training_flags
+from irevnet_tf.training import trainer
+from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError,
+                                        NoAcceleratorError, NonFiniteLossError)
+
+training_flags.define_flags()
+FLAGS = flags.FLAGS
+# Exit status after a SIGTERM-triggered checkpoint: 128 + SIGTERM, like a killed process,
+# so that schedulers restart the job instead of treating it as finished.
+PREEMPTED_EXIT_CODE = 143
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        config = training_flags.config_from_flags(FLAGS)
+        result = trainer.train(config)
+    except FlagError as error:
+        raise app.UsageError(str(error)) from None
+    except (NoAcceleratorError, NonFiniteLossError, CheckpointMismatchError,
+            InputDataError) as error:
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    if result["preempted"]:
+        sys.exit(PREEMPTED_EXIT_CODE)
+    logging.info("Result: %s", result)
+
+
+if __name__ == "__main__":
+    app.run(main)
