@@ -8,7 +8,6 @@ A `.keras` file can stand in for a model directory; its RunConfig then lives bes
 as `<file>.run_config.json` (written by the trainer and by export/convert_release.py).
 """
 
-import collections
 import dataclasses
 import json
 import os
@@ -156,34 +155,30 @@ def restore_model(model_path):
     return model, run_config
 
 
-def check_checkpoint_covers_model(model, checkpoint_path):
-    """Refuses a checkpoint that does not hold a value for every variable of `model`.
+def check_checkpoint_layers(model, checkpoint_path):
+    """Refuses a checkpoint whose model has layers (e.g. blocks) that `model` lacks.
 
-    Restoring matches the checkpoint's object graph against the model's, so it cannot see
-    variables that neither graph records; this compares what is stored (the shapes of the
-    checkpoint's `model/...` values) with what the model has, so that nothing downstream
-    (export, analysis, resumed training) ever runs on freshly initialised weights.
+    Restoring checks every variable of `model` against the checkpoint, but would silently
+    ignore a checkpoint's extra blocks (another, deeper configuration). Every layer of a
+    checkpointed IRevNet has values under `model/<layer name>/` (at least its batch-norm
+    statistics; TensorFlow files trainable values under the optimizer's path instead
+    when that path is shorter), so the names there must all be layers of `model`.
     """
-    shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
-    stored = collections.Counter(
-        tuple(shape) for key, shape in shapes.items()
-        if key.startswith("model/") and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-        and ".OPTIMIZER_SLOT" not in key)
-    needed = collections.Counter(tuple(variable.shape) for variable in model.variables)
-    missing = needed - stored
-    if missing:
-        examples = ", ".join(f"{count} x {list(shape)}" for shape, count in
-                             sorted(missing.items(), key=lambda item: -item[1])[:5])
+    keys = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    stored = {key.split("/")[1] for key in keys
+              if key.startswith("model/") and ".OPTIMIZER_SLOT" not in key}
+    known = set(model._trackable_children("checkpoint"))
+    unknown = sorted(stored - known)
+    if unknown:
         raise ValueError(
-            f"Checkpoint {checkpoint_path} does not hold every variable of the model "
-            f"configuration {model.name!r}: it stores {sum(stored.values())} model values for "
-            f"the model's {len(model.variables)} variables (missing, by shape: {examples}). "
-            "It was written for another configuration.")
+            f"Checkpoint {checkpoint_path} holds layers that the model configuration "
+            f"{model.name!r} does not have: {', '.join(unknown[:10])}"
+            f"{' ...' if len(unknown) > 10 else ''}. It was written for another configuration.")
 
 
 def restore_weights(model, checkpoint_path):
     """Restores only the model's variables from a training checkpoint, refusing a mismatch."""
-    check_checkpoint_covers_model(model, checkpoint_path)
+    check_checkpoint_layers(model, checkpoint_path)
     checkpoint = tf.train.Checkpoint(model=model)
     try:
         status = checkpoint.restore(checkpoint_path)
