@@ -31,7 +31,8 @@ def write_scalar(name, value, step):
 
 
 def write_images(name, images, step):
-    """Images in [0, 1], `[N, H, W, C]` with C in 1, 3, 4, as TensorBoard's images plugin reads them."""
+    """Images in [0, 1], `[N, H, W, C]` with C in 1, 3 or 4, as TensorBoard's images plugin
+    reads them (a string tensor: width, height, then one PNG per image)."""
     images = np.asarray(images, np.float32)
     pixels = tf.constant(np.round(images * 255.0).astype(np.uint8))
     height, width = images.shape[1:3]

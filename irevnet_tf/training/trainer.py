@@ -36,6 +36,8 @@ import tensorflow as tf
 from absl import logging
 
 from irevnet_tf import configs
+from irevnet_tf import data as data_lib
+from irevnet_tf.data import pipeline as data_pipeline
 from irevnet_tf.training import checkpointing
 from irevnet_tf.training import config as config_lib
 from irevnet_tf.training import model_dir as model_dir_lib
@@ -123,17 +125,20 @@ class Trainer:
 
     def _data_functions(self):
         builder, info = self._dataset_builder, self._dataset_info
-        if builder is None or info is None:
-            from irevnet_tf import data as data_lib  # Deferred: heavy (tensorflow-datasets).
-
-            if builder is None:
-                builder = data_lib.build_dataset
-            if info is None:
-                try:
-                    info = data_lib.dataset_info(self.config.dataset,
-                                                 data_dir=self.config.data_dir)
-                except (ValueError, KeyError, FileNotFoundError) as error:
-                    raise FlagError(f"--dataset={self.config.dataset!r}: {error}") from None
+        if builder is None:
+            builder = data_lib.build_dataset
+            if self.config.dataset in data_pipeline.NEEDS_DATA_DIR and not self.config.data_dir:
+                raise FlagError(
+                    f"--data_dir is required for --dataset={self.config.dataset}: the directory "
+                    "(local or gs://) of the "
+                    + ("train-*/validation-* TFRecord shards."
+                       if self.config.dataset == "imagenet_tfrecord"
+                       else "prepared tensorflow-datasets data."))
+        if info is None:
+            try:
+                info = data_lib.dataset_info(self.config.dataset, data_dir=self.config.data_dir)
+            except (ValueError, KeyError, FileNotFoundError) as error:
+                raise FlagError(f"--dataset={self.config.dataset!r}: {error}") from None
         return builder, info
 
     def _run_config(self, info, plan):
@@ -397,8 +402,6 @@ def _described_input_errors(config, split):
     try:
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-        from irevnet_tf import data as data_lib
-
         if data_lib.classify_input_error(error) == "other":
             raise
         raise data_lib.describe_input_error(error, config.dataset, config.data_dir,
