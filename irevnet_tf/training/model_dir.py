@@ -2,7 +2,10 @@
 
 Layout of `--model_dir`:
     run_config.json       RunConfig: named configuration, overrides, data and preprocessing
+                          (the trainer writes it first and keeps its flags in `extra`)
     checkpoints/ckpt-N*   tf.train.Checkpoint(model=..., optimizer=..., step=..., ...)
+    train/, eval/         TensorBoard summaries
+    model.keras           the final model (float32) with model.keras.run_config.json
 
 A `.keras` file can stand in for a model directory; its RunConfig then lives beside it
 as `<file>.run_config.json` (written by the trainer and by export/convert_release.py).

@@ -31,7 +31,8 @@ def write_scalar(name, value, step):
 
 
 def write_images(name, images, step):
-    """Images in [0, 1], `[N, H, W, C]` with C in 1, 3, 4, as TensorBoard's images plugin reads them."""
+    """Images in [0, 1], `[N, H, W, C]` with C in 1, 3 or 4, as TensorBoard's images plugin
+    reads them (a string tensor: width, height, then one PNG per image)."""
     images = np.asarray(images, np.float32)
     pixels = tf.constant(np.round(images * 255.0).astype(np.uint8))
     height, width = images.shape[1:3]
@@ -73,7 +74,10 @@ class ProgressReporter:
         # Throughput excludes the first loop, which includes tracing and compilation.
         self._timed_steps = 0
         self._timed_seconds = 0.0
+        self._timed_images = 0
+        self._first_images = 0
         self._loops = 0
+        self.total_seconds = 0.0
         self.last_train = {}
 
     def train_loop(self, step, steps, sums, learning_rate, seconds):
@@ -81,9 +85,13 @@ class ProgressReporter:
         loss_sum, correct, count = (float(v) for v in sums)
         images_per_second = count / max(seconds, 1e-9)
         self._loops += 1
-        if self._loops > 1 or step >= self.total_steps:
+        self.total_seconds += seconds
+        if self._loops == 1:
+            self._first_images = count
+        else:
             self._timed_steps += steps
             self._timed_seconds += seconds
+            self._timed_images += count
         seconds_per_step = (self._timed_seconds / self._timed_steps if self._timed_steps
                             else seconds / max(steps, 1))
         metrics = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1),
@@ -98,6 +106,16 @@ class ProgressReporter:
             for name, value in metrics.items():
                 write_scalar(name, value, step)
         return metrics
+
+    @property
+    def steady_images_per_second(self):
+        """Training images/s over every loop but the first (which compiles), or over the
+        first when it is the only one; None before any loop."""
+        if self._timed_seconds:
+            return self._timed_images / self._timed_seconds
+        if self.total_seconds:
+            return self._first_images / self.total_seconds
+        return None
 
     def evaluation(self, step, sums):
         """Reports an evaluation; `sums` = [loss_sum, top1, top5, count]."""

@@ -36,6 +36,8 @@ import tensorflow as tf
 from absl import logging
 
 from irevnet_tf import configs
+from irevnet_tf import data as data_lib
+from irevnet_tf.data import pipeline as data_pipeline
 from irevnet_tf.training import checkpointing
 from irevnet_tf.training import config as config_lib
 from irevnet_tf.training import model_dir as model_dir_lib
@@ -83,7 +85,7 @@ def _global_settings(config):
     from tensorflow.python.framework import config as tf_config  # For disable_op_determinism.
 
     previous_policy = keras.mixed_precision.global_policy()
-    was_deterministic = tf_config.is_op_determinism_enabled()
+    was_deterministic = getattr(tf_config, "is_op_determinism_enabled", lambda: False)()
     keras.mixed_precision.set_global_policy(config.precision)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -93,7 +95,8 @@ def _global_settings(config):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-        if config.deterministic and not was_deterministic:
+        if (config.deterministic and not was_deterministic
+                and hasattr(tf_config, "disable_op_determinism")):
             tf_config.disable_op_determinism()
 
 
@@ -122,17 +125,20 @@ class Trainer:
 
     def _data_functions(self):
         builder, info = self._dataset_builder, self._dataset_info
-        if builder is None or info is None:
-            from irevnet_tf import data as data_lib  # Deferred: heavy (tensorflow-datasets).
-
-            if builder is None:
-                builder = data_lib.build_dataset
-            if info is None:
-                try:
-                    info = data_lib.dataset_info(self.config.dataset,
-                                                 data_dir=self.config.data_dir)
-                except (ValueError, KeyError, FileNotFoundError) as error:
-                    raise FlagError(f"--dataset={self.config.dataset!r}: {error}") from None
+        if builder is None:
+            builder = data_lib.build_dataset
+            if self.config.dataset in data_pipeline.NEEDS_DATA_DIR and not self.config.data_dir:
+                raise FlagError(
+                    f"--data_dir is required for --dataset={self.config.dataset}: the directory "
+                    "(local or gs://) of the "
+                    + ("train-*/validation-* TFRecord shards."
+                       if self.config.dataset == "imagenet_tfrecord"
+                       else "prepared tensorflow-datasets data."))
+        if info is None:
+            try:
+                info = data_lib.dataset_info(self.config.dataset, data_dir=self.config.data_dir)
+            except (ValueError, KeyError, FileNotFoundError) as error:
+                raise FlagError(f"--dataset={self.config.dataset!r}: {error}") from None
         return builder, info
 
     def _run_config(self, info, plan):
@@ -178,27 +184,29 @@ class Trainer:
         # Multi-worker strategies must exist before TensorFlow runs anything.
         strategy = strategies.create_strategy(config.strategy, config.tpu)
         with _global_settings(config):
-            return self._run(strategy)
+            session = self._set_up(strategy)
+            with checkpointing.PreemptionWatcher() as preemption:
+                preempted = self._train(session, preemption)
+            return self._finish(session, preempted)
 
-    def _run(self, strategy):
+    def _set_up(self, strategy):
+        """Data, plan, run configuration, model, optimizer, checkpoint and loops."""
         config = self.config
         builder, info = self._data_functions()
         replicas = strategy.num_replicas_in_sync
         plan = plan_lib.make_plan(config, info, num_replicas=replicas)
         run_config = self._run_config(info, plan)
         chief = strategies.is_chief(strategy)
-        model_dir = config.model_dir
         try:
-            model_dir_lib.check_same_run(model_dir, run_config, extra_keys=_FIXED_FLAGS)
+            model_dir_lib.check_same_run(config.model_dir, run_config, extra_keys=_FIXED_FLAGS)
         except ValueError as error:
             raise CheckpointMismatchError(str(error)) from None
         if chief:
-            tf.io.gfile.makedirs(model_dir)
-            run_config.save(model_dir_lib.run_config_path(model_dir))
+            tf.io.gfile.makedirs(config.model_dir)
+            run_config.save(model_dir_lib.run_config_path(config.model_dir))
         seed = config.effective_seed
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
-        jit = config.use_jit()
 
         with strategy.scope():
             model = run_config.build_model()
@@ -207,20 +215,42 @@ class Trainer:
             step_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_variable)
-        keeper = checkpointing.CheckpointKeeper(checkpoint, model_dir, config.keep_checkpoints,
-                                                strategy)
+        keeper = checkpointing.CheckpointKeeper(checkpoint, config.model_dir,
+                                                config.keep_checkpoints, strategy)
         restored = keeper.restore_latest()
         start_step = int(step_variable.numpy())
+        self._log_start(model, info, plan, replicas, restored, start_step)
+
+        task = task_lib.ClassificationTask(
+            model, optimizer, global_batch_size=plan.global_batch_size,
+            num_classes=info.num_classes, label_smoothing=config.label_smoothing,
+            weight_decay=config.weight_decay, dropout_seed=seed)
+        images_in_summary = min(config.summary_images, plan.eval_batch_size // replicas)
+        return _Session(
+            strategy=strategy, info=info, plan=plan, run_config=run_config, chief=chief,
+            model=model, schedule=schedule, keeper=keeper, restored=restored,
+            start_step=start_step, images_in_summary=images_in_summary,
+            loops=TrainingLoops(strategy, task, step_variable, config.use_jit(),
+                                images_in_summary),
+            train_iterator=iter(strategy.distribute_datasets_from_function(
+                self._train_dataset_fn(builder, info, plan, seed, start_step))),
+            eval_dataset=strategy.distribute_datasets_from_function(
+                self._eval_dataset_fn(builder, info, plan, seed)),
+            reporter=progress_lib.ProgressReporter(
+                config.model_dir, plan.total_steps, run_config.mean, run_config.std,
+                write_summaries=chief))
+
+    def _log_start(self, model, info, plan, replicas, restored, start_step):
+        config = self.config
+        epochs = (f"{plan.total_steps / plan.steps_per_epoch:.2f}" if plan.steps_per_epoch
+                  else "?")
         logging.info(
             "i-RevNet %s (%s parameters) on %s: %d replica(s), global batch %d, %d steps "
             "(%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
-            "precision %s, reversible %s, XLA %s", config.config,
-            f"{model.count_params():,}", config.dataset, replicas, plan.global_batch_size,
-            plan.total_steps,
-            f"{plan.total_steps / plan.steps_per_epoch:.2f}" if plan.steps_per_epoch else "?",
-            info.train_split,
-            config.lr_schedule, plan.peak_learning_rate, plan.warmup_steps,
-            list(plan.decay_boundaries), config.precision, config.reversible, jit)
+            "precision %s, reversible %s, XLA %s", config.config, f"{model.count_params():,}",
+            config.dataset, replicas, plan.global_batch_size, plan.total_steps, epochs,
+            info.train_split, config.lr_schedule, plan.peak_learning_rate, plan.warmup_steps,
+            list(plan.decay_boundaries), config.precision, config.reversible, config.use_jit())
         if restored:
             logging.info("Resuming from %s at step %d.", restored, start_step)
         evaluated = plan.eval_steps * plan.eval_batch_size
@@ -230,97 +260,91 @@ class Trainer:
                 "an --eval_batch_size that divides %d covers them all).", evaluated,
                 info.num_eval_examples, info.eval_split, info.num_eval_examples)
 
-        task = task_lib.ClassificationTask(
-            model, optimizer, global_batch_size=plan.global_batch_size,
-            num_classes=info.num_classes, label_smoothing=config.label_smoothing,
-            weight_decay=config.weight_decay, dropout_seed=seed)
-        train_iterator = iter(strategy.distribute_datasets_from_function(
-            self._train_dataset_fn(builder, info, plan, seed, start_step)))
-        eval_dataset = strategy.distribute_datasets_from_function(
-            self._eval_dataset_fn(builder, info, plan, seed))
-        images_in_summary = min(config.summary_images, plan.eval_batch_size // replicas)
-        loops = TrainingLoops(strategy, task, step_variable, jit, images_in_summary)
-        reporter = progress_lib.ProgressReporter(model_dir, plan.total_steps, run_config.mean,
-                                                 run_config.std, write_summaries=chief)
-
-        def evaluate(step):
-            with _described_input_errors(config, info.eval_split):
-                sums = loops.evaluate(iter(eval_dataset), plan.eval_steps)
-            metrics = reporter.evaluation(step, sums)
-            if images_in_summary:
-                with _described_input_errors(config, info.eval_split):
-                    originals, rebuilt = loops.reconstruct(iter(eval_dataset))
-                metrics["reconstruction_max_error_pixels"] = reporter.reconstructions(
-                    step, originals, rebuilt)
-            reporter.flush()
-            return metrics
-
-        result = {"model_dir": model_dir, "total_steps": plan.total_steps, "preempted": False,
-                  "run_config": model_dir_lib.run_config_path(model_dir),
-                  "checkpoint": restored, "keras_model": None}
-        step = start_step
-        saved_step = start_step if restored else None
-        eval_metrics, evaluated_step = {}, None
-        trained_images, trained_seconds = 0, 0.0
-        stopwatch = progress_lib.Stopwatch()
-        with checkpointing.PreemptionWatcher() as preemption:
-            while step < plan.total_steps:
-                steps = min(config.steps_per_loop, plan.total_steps - step,
-                            _until_next(step, plan.eval_every),
-                            _until_next(step, plan.checkpoint_every))
-                stopwatch.lap()
-                with _described_input_errors(config, info.train_split):
-                    sums = loops.train(train_iterator, steps)
-                seconds = stopwatch.lap()
-                step += steps
-                if not np.all(np.isfinite(sums)):
-                    last = keeper.latest()
-                    raise NonFiniteLossError(
-                        f"The training loss became {sums[0] / max(sums[2], 1):.4g} (NaN or Inf) "
-                        f"within steps {step - steps + 1}-{step}; training stopped without "
-                        f"saving. The last good checkpoint is "
-                        f"{last or 'none (no checkpoint was written yet)'}. Lower "
-                        f"--base_learning_rate, add --warmup_epochs, or use --precision=float32.")
-                loops.sync_batch_norm_statistics()
-                trained_images += int(sums[2])
-                trained_seconds += seconds
-                reporter.train_loop(step, steps, sums, schedule(step - 1), seconds)
-                if loops.any_worker(preemption.requested):
-                    result["checkpoint"] = keeper.save(step)
-                    logging.warning("Preempted: saved %s at step %d; rerun the same command "
-                                    "to resume.", result["checkpoint"], step)
-                    result["preempted"] = True
-                    break
-                if plan.eval_every and step % plan.eval_every == 0 and step < plan.total_steps:
-                    eval_metrics, evaluated_step = evaluate(step), step
-                if (plan.checkpoint_every and step % plan.checkpoint_every == 0
-                        and step < plan.total_steps):
-                    result["checkpoint"], saved_step = keeper.save(step), step
-        if not result["preempted"]:
-            if evaluated_step != step:
-                eval_metrics = evaluate(step)
-            if saved_step != step:
-                result["checkpoint"] = keeper.save(step)
-            if chief:
-                result["keras_model"] = self._write_keras_model(model, run_config)
+    def _evaluate(self, session, step):
+        """Evaluation metrics (and reconstruction summaries) at `step`."""
+        loops, reporter, split = session.loops, session.reporter, session.info.eval_split
+        with _described_input_errors(self.config, split):
+            sums = loops.evaluate(iter(session.eval_dataset), session.plan.eval_steps)
+        metrics = reporter.evaluation(step, sums)
+        if session.images_in_summary:
+            with _described_input_errors(self.config, split):
+                originals, rebuilt = loops.reconstruct(iter(session.eval_dataset))
+            metrics["reconstruction_max_error_pixels"] = reporter.reconstructions(
+                step, originals, rebuilt)
         reporter.flush()
-        train_metrics = reporter.last_train
-        result.update({
-            "step": step,
-            "train_loss": train_metrics.get("loss"),
-            "train_accuracy": train_metrics.get("accuracy"),
-            "eval_loss": eval_metrics.get("loss"),
-            "eval_top1": eval_metrics.get("top1_accuracy"),
-            "eval_top5": eval_metrics.get("top5_accuracy"),
-            "eval_examples": eval_metrics.get("examples"),
-            "reconstruction_max_error_pixels": eval_metrics.get(
+        session.eval_metrics, session.evaluated_step = metrics, step
+        return metrics
+
+    def _save(self, session, step):
+        session.checkpoint_path, session.saved_step = session.keeper.save(step), step
+
+    def _train(self, session, preemption):
+        """Runs loops until the end or a preemption (returns True then)."""
+        config, plan, loops = self.config, session.plan, session.loops
+        session.checkpoint_path = session.restored
+        session.saved_step = session.start_step if session.restored else None
+        step = session.step = session.start_step
+        stopwatch = progress_lib.Stopwatch()
+        while step < plan.total_steps:
+            steps = min(config.steps_per_loop, plan.total_steps - step,
+                        _until_next(step, plan.eval_every),
+                        _until_next(step, plan.checkpoint_every))
+            stopwatch.lap()
+            with _described_input_errors(config, session.info.train_split):
+                sums = loops.train(session.train_iterator, steps)
+            seconds = stopwatch.lap()
+            step = session.step = step + steps
+            if not np.all(np.isfinite(sums)):
+                last = session.keeper.latest()
+                raise NonFiniteLossError(
+                    f"The training loss became {sums[0] / max(sums[2], 1):.4g} (NaN or Inf) "
+                    f"within steps {step - steps + 1}-{step}; training stopped without saving. "
+                    f"The last good checkpoint is "
+                    f"{last or 'none (no checkpoint was written yet)'}. Lower "
+                    f"--base_learning_rate, add --warmup_epochs, or use --precision=float32.")
+            loops.sync_batch_norm_statistics()
+            session.reporter.train_loop(step, steps, sums, session.schedule(step - 1), seconds)
+            if loops.any_worker(preemption.requested):
+                self._save(session, step)
+                logging.warning("Preempted: saved %s at step %d; rerun the same command to "
+                                "resume.", session.checkpoint_path, step)
+                return True
+            if step < plan.total_steps:
+                if plan.eval_every and step % plan.eval_every == 0:
+                    self._evaluate(session, step)
+                if plan.checkpoint_every and step % plan.checkpoint_every == 0:
+                    self._save(session, step)
+        return False
+
+    def _finish(self, session, preempted):
+        """Final evaluation, checkpoint and model.keras; the result dict."""
+        step, keras_model = session.step, None
+        if not preempted:
+            if session.evaluated_step != step:
+                self._evaluate(session, step)
+            if session.saved_step != step:
+                self._save(session, step)
+            if session.chief:
+                keras_model = self._write_keras_model(session.model, session.run_config)
+        session.reporter.flush()
+        train, evaluation = session.reporter.last_train, session.eval_metrics
+        result = {
+            "model_dir": self.config.model_dir, "step": step,
+            "total_steps": session.plan.total_steps, "preempted": preempted,
+            "train_loss": train.get("loss"), "train_accuracy": train.get("accuracy"),
+            "eval_loss": evaluation.get("loss"), "eval_top1": evaluation.get("top1_accuracy"),
+            "eval_top5": evaluation.get("top5_accuracy"),
+            "eval_examples": evaluation.get("examples"),
+            "reconstruction_max_error_pixels": evaluation.get(
                 "reconstruction_max_error_pixels"),
-            "seconds": trained_seconds,
-            "images_per_second": trained_images / trained_seconds if trained_seconds else None,
-            "weights_digest": weights_digest(model),
-        })
-        logging.info("Finished at step %d/%d; weights digest %s", step, plan.total_steps,
-                     result["weights_digest"])
+            "run_config": model_dir_lib.run_config_path(self.config.model_dir),
+            "checkpoint": session.checkpoint_path, "keras_model": keras_model,
+            "seconds": session.reporter.total_seconds,
+            "images_per_second": session.reporter.steady_images_per_second,
+            "weights_digest": weights_digest(session.model),
+        }
+        logging.info("Finished at step %d/%d; weights digest %s", step,
+                     session.plan.total_steps, result["weights_digest"])
         return result
 
     def _train_dataset_fn(self, builder, info, plan, seed, start_step):
@@ -378,12 +402,36 @@ def _described_input_errors(config, split):
     try:
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-        from irevnet_tf import data as data_lib
-
         if data_lib.classify_input_error(error) == "other":
             raise
         raise data_lib.describe_input_error(error, config.dataset, config.data_dir,
                                             split) from error
+
+
+@dataclasses.dataclass
+class _Session:
+    """The objects of one run, shared by the set-up, the loop and the finish."""
+
+    strategy: object
+    info: object
+    plan: object
+    run_config: object
+    chief: bool
+    model: object
+    schedule: object
+    keeper: object
+    restored: object
+    start_step: int
+    images_in_summary: int
+    loops: object
+    train_iterator: object
+    eval_dataset: object
+    reporter: object
+    step: int = 0
+    checkpoint_path: object = None
+    saved_step: object = None
+    eval_metrics: dict = dataclasses.field(default_factory=dict)
+    evaluated_step: object = None
 
 
 def _until_next(step, every):
@@ -420,7 +468,10 @@ class TrainingLoops:
         self.step_variable = step_variable
         self._compute_gradients = task.compute_gradients
         self._eval_step = task.eval_step
-        if jit_compile:
+        # On TPUs the whole loop is one XLA program already; elsewhere the forward/backward
+        # pass and the evaluation step are compiled on their own, while the update (with its
+        # cross-replica all-reduce) stays outside XLA, which mirrored strategies need.
+        if jit_compile and not strategies.is_tpu(strategy):
             self._compute_gradients = tf.function(task.compute_gradients, jit_compile=True)
             self._eval_step = tf.function(task.eval_step, jit_compile=True)
         self._statistics = [v for v in task.model.non_trainable_variables
@@ -433,11 +484,19 @@ class TrainingLoops:
         for _ in tf.range(num_steps):
             images, labels = next(iterator)
             per_replica = self.strategy.run(
-                self.task.train_step,
-                args=(images, labels, self.step_variable.read_value(), self._compute_gradients))
+                self._replica_train_step,
+                args=(images, labels, self.step_variable.read_value()))
             sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
             self.step_variable.assign_add(1)
         return sums
+
+    def _replica_train_step(self, images, labels, step):
+        return self.task.train_step(images, labels, step, self._compute_gradients)
+
+    def _replica_eval_step(self, images, labels):
+        # Through a Python function: a compiled function handed straight to
+        # MirroredStrategy.run is placed on the first device for every replica.
+        return self._eval_step(images, labels)
 
     def train(self, iterator, num_steps):
         """Runs `num_steps` steps; returns the summed `[loss_sum, correct, count]`."""
@@ -448,10 +507,7 @@ class TrainingLoops:
         sums = tf.zeros([len(task_lib.EVAL_METRICS)], tf.float32)
         for _ in tf.range(num_steps):
             images, labels = next(iterator)
-            # Called through a Python function: a compiled function handed straight to
-            # MirroredStrategy.run is placed on the first device for every replica.
-            per_replica = self.strategy.run(lambda x, y: self._eval_step(x, y),
-                                            args=(images, labels))
+            per_replica = self.strategy.run(self._replica_eval_step, args=(images, labels))
             sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
         return sums
 

@@ -78,3 +78,12 @@ def test_digits_quickstart_recipe_reaches_97_percent(tmp_path):
     result = trainer.train(model_dir=str(tmp_path), **recipes.DIGITS_QUICKSTART)
     assert result["eval_examples"] == 359
     assert result["eval_top1"] >= 0.97
+
+
+@pytest.mark.parametrize("dataset", ["imagenet2012", "imagenet_tfrecord"])
+def test_imagenet_needs_data_dir(tmp_path, dataset):
+    from irevnet_tf.training.errors import FlagError
+
+    with pytest.raises(FlagError, match=f"^--data_dir is required for --dataset={dataset}"):
+        trainer.train(model_dir=str(tmp_path), dataset=dataset)
+    assert not os.listdir(tmp_path)

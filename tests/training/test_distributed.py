@@ -103,3 +103,21 @@ def test_mixed_precision_on_two_replicas(tmp_path, precision):
     restored, _ = model_dir_lib.restore_model(str(tmp_path))
     images, _ = next(fake_data.batches(INFO.eval_split, INFO, 16, 4))
     np.testing.assert_allclose(model(images), restored(images), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_xla_steps_on_two_replicas(tmp_path):
+    """--jit_compile on a mirrored strategy: the compiled replica steps give the same
+    weights as the uncompiled ones."""
+    results = {}
+    for jit in (False, True):
+        trainer.train(
+            model_dir=str(tmp_path / str(jit)), strategy="mirrored", jit_compile=jit,
+            config="irevnet_tiny", dataset="fake", batch_size=8, train_steps=4,
+            steps_per_loop=4, base_learning_rate=1.6, eval_steps=1, eval_every=0,
+            checkpoint_every=0, summary_images=0, seed=4,
+            dataset_builder=fake_data.make_builder(INFO), dataset_info=INFO)
+        results[jit], _ = model_dir_lib.restore_model(str(tmp_path / str(jit)))
+    for compiled, plain in zip(results[True].variables, results[False].variables):
+        np.testing.assert_allclose(compiled.numpy(), plain.numpy(), rtol=1e-3, atol=1e-5,
+                                   err_msg=compiled.path)
