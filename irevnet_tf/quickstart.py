@@ -19,23 +19,28 @@ import time
 
 from absl import app, flags, logging
 
+from irevnet_tf.training.recipes import DIGITS_QUICKSTART
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "irevnet_quickstart", "Where the run, the export and the "
                     "analyses go.")
-flags.DEFINE_string("config", "irevnet_small", "Named i-RevNet configuration to train.")
-flags.DEFINE_float("train_epochs", 8, "Training epochs over the 1,438 training digits.")
-flags.DEFINE_integer("batch_size", 64, "Global training batch.")
-flags.DEFINE_float("base_learning_rate", 0.4, "Learning rate per 256 images (scaled to "
-                   "the batch), cosine decay after a short warm-up.")
-flags.DEFINE_integer("seed", 0, "Seed of the weights and the data order.")
+flags.DEFINE_string("config", DIGITS_QUICKSTART["config"], "Named i-RevNet configuration.")
+flags.DEFINE_float("train_epochs", DIGITS_QUICKSTART["train_epochs"], "Training epochs over "
+                   "the 1,438 training digits.")
+flags.DEFINE_integer("batch_size", DIGITS_QUICKSTART["batch_size"], "Global training batch.")
+flags.DEFINE_float("base_learning_rate", DIGITS_QUICKSTART["base_learning_rate"],
+                   "Learning rate per 256 images (scaled to the batch), cosine decay.")
+flags.DEFINE_integer("seed", DIGITS_QUICKSTART["seed"], "Seed of the weights and data order.")
 
 # The exported round trip must hold to this, relative to the [0, 255] pixel range.
 ROUND_TRIP_TOLERANCE = 1e-5
 
 
-def run_quickstart(output_dir, config="irevnet_small", train_epochs=8, batch_size=64,
-                   base_learning_rate=0.4, seed=0):
-    """Trains, exports, checks the exported inverse and analyses; returns a summary dict."""
+def run_quickstart(output_dir, **recipe_overrides):
+    """Trains, exports, checks the exported inverse and analyses; returns a summary dict.
+
+    `recipe_overrides` replace entries of `irevnet_tf.training.recipes.DIGITS_QUICKSTART`.
+    """
     import tensorflow as tf
 
     from irevnet_tf.analysis import analysis_data, runner
@@ -49,15 +54,10 @@ def run_quickstart(output_dir, config="irevnet_small", train_epochs=8, batch_siz
     analysis_dir = os.path.join(output_dir, "analysis")
     start = time.perf_counter()
 
-    logging.info("1/4 Training %s on the embedded digits (%s epochs) ...", config, train_epochs)
-    result = trainer.train(
-        # One evaluation batch of all 359 held-out digits (a prime: no smaller batch
-        # size covers them all with the static batch shapes TPUs need).
-        model_dir=model_dir, config=config, dataset="digits", batch_size=batch_size,
-        eval_batch_size=359,
-        train_epochs=train_epochs, lr_schedule="cosine", warmup_epochs=1.0,
-        base_learning_rate=base_learning_rate, weight_decay=5e-4, steps_per_loop=10,
-        seed=seed, strategy="default")
+    recipe = dict(DIGITS_QUICKSTART, **recipe_overrides)
+    logging.info("1/4 Training %s on the embedded digits (%s epochs) ...", recipe["config"],
+                 recipe["train_epochs"])
+    result = trainer.train(model_dir=model_dir, **recipe)
     training_seconds = time.perf_counter() - start
 
     logging.info("2/4 Exporting for TensorFlow Serving ...")
@@ -103,8 +103,9 @@ def run_quickstart(output_dir, config="irevnet_small", train_epochs=8, batch_siz
 
 def main(argv):
     del argv
-    summary = run_quickstart(FLAGS.output_dir, FLAGS.config, FLAGS.train_epochs,
-                             FLAGS.batch_size, FLAGS.base_learning_rate, FLAGS.seed)
+    summary = run_quickstart(FLAGS.output_dir, config=FLAGS.config,
+                             train_epochs=FLAGS.train_epochs, batch_size=FLAGS.batch_size,
+                             base_learning_rate=FLAGS.base_learning_rate, seed=FLAGS.seed)
     print()
     print(f"Held-out accuracy:   {100 * summary['held_out_top1']:.2f} % of "
           f"{summary['held_out_examples']} digits never seen in training")
