@@ -21,6 +21,9 @@ setup(
     extras_require={
         "plots": ["matplotlib"],
         "serving": ["tensorflow-serving-api"],
-        "test": ["pytest", "pytest-timeout", "matplotlib", "pillow", "tensorflow-serving-api"],
+        "tensorboard": ["tensorboard"],
+        # scikit-learn is only an independent reference in the analysis tests.
+        "test": ["pytest", "pytest-timeout", "matplotlib", "pillow", "tensorflow-serving-api",
+                 "scikit-learn"],
     },
 )
