@@ -112,7 +112,11 @@ class IRevBlock(keras.layers.Layer):
                 raise ValueError(
                     f"{self.name}: a bijective stride-1 block needs equal halves, got {c1} and "
                     f"{c2}; use out_channels > {(c1 + c2) / 2:g} to pad.")
-        self.injective_pad = InjectivePad(self.pad, name="injective_pad", dtype=self.dtype_policy)
+        # The block's own policy: a default one would cast the pair to the global
+        # policy's compute dtype (bfloat16 under mixed precision, float32 in a
+        # float64 model) and the inverse would no longer be exact.
+        self.injective_pad = InjectivePad(self.pad, name="injective_pad",
+                                          dtype=self.dtype_policy)
         bottleneck_in = (shape2[0], shape2[1], shape2[2],
                          self.out_channels if self.pad else c2)
         self.bottleneck.build(bottleneck_in)

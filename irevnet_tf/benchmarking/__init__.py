@@ -1,0 +1,1 @@
+"""Measurement code behind benchmarks/: process memory, training-step cost, gradient error."""

@@ -1,0 +1,94 @@
+"""The float32 error of the reversible and of the plain gradient, judged against float64 autodiff.
+
+The reversible gradient rebuilds every block's input from its output, so float32 rounding
+of the rebuild accumulates from the top of the network down; plain autodiff has only the
+rounding of the forward and backward computations. `gradient_errors` measures both on the
+same weights and batch against a float64 plain-autodiff reference:
+
+- `relative_error`: ||g - g64|| / ||g64|| over all trainable variables concatenated;
+- `worst_variable_error` (and `worst_variable`): the largest per-variable
+  ||g_v - g64_v|| / ||g64_v||, which is dominated by variables whose gradient is tiny.
+
+Dropout is switched off (float32 and float64 draw different dropout masks from one seed).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from irevnet_tf.benchmarking import train_step
+from irevnet_tf.model import IRevNet
+
+
+def randomize_batch_norms(model, seed=1):
+    """Random batch-norm gamma in [0.5, 1.5], beta ~ N(0, 0.1^2) and moving statistics."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        name = variable.path.rsplit("/", 1)[-1]
+        shape = tuple(variable.shape)
+        if name in ("gamma", "moving_variance"):
+            variable.assign(rng.uniform(0.5, 1.5, shape).astype(variable.dtype))
+        elif name in ("beta", "moving_mean"):
+            variable.assign(rng.normal(0.0, 0.1, shape).astype(variable.dtype))
+
+
+def loss_gradients(model, images, labels):
+    """Gradients of the mean cross-entropy with respect to the trainable variables."""
+    with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))
+    return [np.asarray(g, np.float64) for g in tape.gradient(loss, model.trainable_variables)]
+
+
+def compare_gradients(names, gradients, reference):
+    """Relative error of the concatenation and the worst per-variable relative error."""
+    flat = np.concatenate([g.ravel() for g in gradients])
+    flat_reference = np.concatenate([g.ravel() for g in reference])
+    per_variable = {}
+    for name, g, r in zip(names, gradients, reference):
+        scale = np.linalg.norm(r)
+        per_variable[name] = float(np.linalg.norm(g - r) / scale) if scale else float(
+            np.linalg.norm(g))
+    worst = max(per_variable, key=per_variable.get)
+    return {
+        "relative_error": float(np.linalg.norm(flat - flat_reference)
+                                / np.linalg.norm(flat_reference)),
+        "worst_variable_error": per_variable[worst],
+        "worst_variable": worst,
+        "median_variable_error": float(np.median(list(per_variable.values()))),
+    }
+
+
+def gradient_errors(config_name="irevnet301", image_size=64, batch_size=2, seed=0,
+                    randomize_batch_norm=False):
+    """float32 reversible and float32 plain gradients, each against float64 plain autodiff.
+
+    Runs eagerly (no tracing of the deep graph). Returns a dict with one entry per float32
+    gradient (`"reversible"`, `"plain"`), each a dict from `compare_gradients`.
+    """
+    keras.utils.set_random_seed(seed)
+    kwargs = train_step.benchmark_model_kwargs(config_name, image_size, 1, reversible=True)
+    kwargs["dropout_rate"] = 0.0
+    reversible = IRevNet(**dict(kwargs, dtype="float32"))
+    if randomize_batch_norm:
+        randomize_batch_norms(reversible, seed + 1)
+    weights = reversible.get_weights()  # float32 values, exact in float64 as well
+    plain = IRevNet(**dict(kwargs, reversible=False, dtype="float32"))
+    plain.set_weights(weights)
+    reference = IRevNet(**dict(kwargs, reversible=False, dtype="float64"))
+    reference.set_weights([w.astype(np.float64) if w.dtype == np.float32 else w
+                           for w in weights])
+
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch_size, *kwargs["input_shape"])).astype(np.float32)
+    labels = tf.constant(rng.integers(0, kwargs["num_classes"], batch_size), tf.int32)
+    expected = loss_gradients(reference, tf.constant(images, tf.float64), labels)
+    names = [v.path for v in reversible.trainable_variables]
+    result = {"config": config_name, "image_size": kwargs["input_shape"][0],
+              "batch_size": batch_size, "randomize_batch_norm": bool(randomize_batch_norm),
+              "blocks": list(kwargs["blocks"])}
+    for label, model in (("reversible", reversible), ("plain", plain)):
+        result[label] = compare_gradients(
+            names, loss_gradients(model, tf.constant(images), labels), expected)
+    return result
