@@ -301,7 +301,9 @@ def test_xla_train_step_matches_non_xla_step():
         np.testing.assert_allclose(value, expected_statistics[name], rtol=1e-10, err_msg=name)
 
 
+@pytest.mark.slow
 def test_xla_reversible_step_matches_xla_plain_step_with_dropout():
+    """Under XLA with dropout (masks from XLA's random numbers in both)."""
     reversible, plain = build_pair("injective", dropout_rate=0.2)
     images, labels = batch("injective")
     actual = train_step_update(reversible, images, labels, jit_compile=True)
@@ -313,7 +315,14 @@ def test_xla_reversible_step_matches_xla_plain_step_with_dropout():
 # --- MirroredStrategy --------------------------------------------------------------------
 
 
-def test_mirrored_strategy_update_equals_single_device_average():
+@pytest.fixture(scope="module")
+def mirrored_strategy():
+    """One strategy for the module: separate ones would reuse collective instance keys,
+    and TensorFlow aborts when a reused key sees another dtype (float64, then float32)."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def test_mirrored_strategy_update_equals_single_device_average(mirrored_strategy):
     """Two replicas, each computing gradients of its half of the global batch with a tape;
     the optimizer's apply all-reduces them.
 
@@ -324,7 +333,7 @@ def test_mirrored_strategy_update_equals_single_device_average():
     not. Each replica also updates its own copy of the moving statistics once, from its
     half (Keras 3 creates them with aggregation "none"), which the test checks too.
     """
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     kwargs = dict(BIJECTIVE, dropout_rate=0.2, seed=5, dtype="float64")
     with strategy.scope():
         model = IRevNet(reversible=True, **kwargs)
@@ -386,11 +395,11 @@ def test_mirrored_strategy_update_equals_single_device_average():
 
 
 @pytest.mark.slow
-def test_fit_under_mirrored_strategy_trains():
+def test_fit_under_mirrored_strategy_trains(mirrored_strategy):
     """`model.fit` with two replicas uses the reversible gradient and updates the weights
     (steps_per_execution=1 and no XLA: Keras 3's fit under MirroredStrategy fails with
     either, reversible or not)."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     with strategy.scope():
         model = IRevNet(**dict(BIJECTIVE, dropout_rate=0.1))
         model.compile(optimizer=keras.optimizers.SGD(0.05),

@@ -140,7 +140,9 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
             train_step(images, labels).numpy()
 
     trainable = model.trainable_variables
-    gradient_bytes = parameter_bytes(trainable) if step != "forward" else 0
+    # Only a full step holds every gradient until the update; the "gradients" step reduces
+    # each one as soon as it exists.
+    gradient_bytes = parameter_bytes(trainable) if step == "train" else 0
     median_seconds = statistics.median(step_seconds)
     result = {
         "config": config_name, "image_size": height, "batch_size": batch_size,
@@ -200,6 +202,8 @@ def _tf_allocator_peak(images, labels, train_step):
     tensors only, not oneDNN scratch buffers or malloc overhead, so its difference to the
     RSS peak shows memory held outside TensorFlow's tensors.
     """
+    if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() not in ("1", "true"):
+        return None  # Other allocators report nothing, or (under XLA) rounded blocks.
     try:
         before = tf.config.experimental.get_memory_info("CPU:0")["current"]
         if not before:

@@ -1,0 +1,43 @@
+"""End-to-end runs of the benchmark scripts on a tiny model (subprocesses, hence slow)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_script(name, *flags):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *flags],
+                               env=env, capture_output=True, text=True, timeout=900,
+                               check=False)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed.stdout
+
+
+@pytest.mark.slow
+def test_train_memory_script(tmp_path):
+    output = tmp_path / "results.json"
+    stdout = run_script("train_memory.py", "--config=irevnet_tiny", "--image_size=32",
+                        "--batch_size=4", "--blocks_multiplier=1", "--warmup=1", "--repeats=1",
+                        "--memory_repeats=1", f"--output={output}")
+    results = json.loads(output.read_text())["results"]
+    assert [r["reversible"] for r in results] == [True, False]
+    for result in results:
+        assert result["tf_allocator_activation_bytes"] is not None
+        assert result["steady_peak_bytes"] > result["rss_model_built_bytes"]
+    assert "reversible activations / plain" in stdout
+
+
+@pytest.mark.slow
+def test_gradient_error_script(tmp_path):
+    output = tmp_path / "errors.json"
+    stdout = run_script("gradient_error.py", "--config=irevnet_tiny", "--image_size=32",
+                        "--batch_size=2", f"--output={output}")
+    result = json.loads(output.read_text())
+    assert result["reversible"]["relative_error"] < 1e-5
+    assert "reversible" in stdout and "plain" in stdout
