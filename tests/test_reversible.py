@@ -328,9 +328,12 @@ def test_xla_reversible_step_matches_xla_plain_step_with_dropout():
 
 @pytest.fixture(scope="module")
 def mirrored_strategy():
-    """One strategy for the module: separate ones would reuse collective instance keys,
-    and TensorFlow aborts when a reused key sees another dtype (float64, then float32)."""
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    """One strategy for the module, reducing through one device rather than with
+    collective ops: strategies in one process reuse collective instance keys, and
+    TensorFlow aborts when a reused key sees another dtype (this module's float64, then
+    the trainer tests' float32)."""
+    return tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def test_mirrored_strategy_update_equals_single_device_average(mirrored_strategy):
