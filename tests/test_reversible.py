@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from irevnet_tf import reversible as reversible_lib
+from irevnet_tf.benchmarking import gradient_error
 from irevnet_tf.model import IRevNet
 
 # Stage 1: a stride-1 injective block (3 image channels split 1 + 2, padded to 8 + 8),
@@ -48,14 +49,7 @@ def build_pair(kind, dtype="float64", dropout_rate=0.2, randomize=True, **overri
 
 def randomize_batch_norms(model, seed=1):
     """Gives every batch norm random affine parameters and moving statistics."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        name = variable.path.rsplit("/", 1)[-1]
-        shape = tuple(variable.shape)
-        if name in ("gamma", "moving_variance"):
-            variable.assign(rng.uniform(0.5, 1.5, shape).astype(variable.dtype))
-        elif name in ("beta", "moving_mean"):
-            variable.assign(rng.normal(0.0, 0.5, shape).astype(variable.dtype))
+    gradient_error.randomize_batch_norms(model, seed, shift_std=0.5)
 
 
 def batch(kind, dtype="float64", size=BATCH, seed=0):
