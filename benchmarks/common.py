@@ -65,3 +65,21 @@ def time_call(function, repeats, warmup=2):
         np.asarray(function())
         samples.append(time.perf_counter() - start)
     return statistics.median(samples), samples
+
+
+def config_batch_pairs(configs, batch_sizes):
+    """`[(config, batch_size)]` from the parallel --configs and --batch_sizes flag lists."""
+    from absl import app
+
+    if len(batch_sizes) != len(configs):
+        raise app.UsageError("--batch_sizes needs one entry per --configs entry.")
+    return [(name, int(batch)) for name, batch in zip(configs, batch_sizes)]
+
+
+def check_gradient_modes(modes):
+    """Refuses --modes entries other than reversible and plain."""
+    from absl import app
+
+    unknown = sorted(set(modes) - {"reversible", "plain"})
+    if unknown:
+        raise app.UsageError(f"--modes accepts reversible and plain, got {unknown}.")

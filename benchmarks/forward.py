@@ -58,11 +58,10 @@ def measure(name, batch_size):
 
 def main(argv):
     del argv
-    if len(FLAGS.batch_sizes) != len(FLAGS.configs):
-        raise app.UsageError("--batch_sizes needs one entry per --configs entry.")
+    pairs = common.config_batch_pairs(FLAGS.configs, FLAGS.batch_sizes)
     common.configure_threads(FLAGS.threads)
-    for name, batch in zip(FLAGS.configs, FLAGS.batch_sizes):
-        result = measure(name, int(batch))
+    for name, batch in pairs:
+        result = measure(name, batch)
         print(json.dumps(result), flush=True)
 
 

@@ -1,7 +1,7 @@
 r"""Activation memory and speed of a training step: reversible (memory-saving) vs plain gradient.
 
 Each measurement runs in its own subprocess (a fresh heap and allocator pool). For every
-blocks multiplier and gradient kind it builds the model and an SGD-with-momentum optimizer
+blocks multiplier and gradient kind it builds the model and the trainer's MomentumSGD optimizer
 (slots created), traces the `tf.function` train step, runs it (`--warmup`), times
 `--repeats` steps and then records the peak RSS of `--memory_repeats` more. It reports
 (irevnet_tf/benchmarking/train_step.py has the details):

@@ -6,13 +6,13 @@ through the trainer's compiled loop, on synthetic data.
 
 For each configuration and each gradient mode (reversible: activations rebuilt from the
 outputs; plain: stored), this builds what `irevnet_tf.training.train` builds (strategy,
-model, SGD with momentum and coupled weight decay, ClassificationTask, TrainingLoops over
+model, MomentumSGD (momentum, coupled weight decay), ClassificationTask, TrainingLoops over
 `build_dataset("synthetic")` distributed per replica), compiles the loop with one
 warm-up call, then times `--loops` calls of `--steps` steps each and reports the median.
 Checkpoints and evaluation are left out: they are not part of a step.
 
-For comparison, the authors' PyTorch release trains at about 3.9 (irevnet301, batch 8)
-and 77 (irevnet_cifar, batch 64) images/s on the 2-core CPU this project was built on.
+For a comparison with the authors' PyTorch release on the machine at hand, run
+`python -m benchmarks.pytorch_reference` (the same loop beside the release's architecture).
 """
 
 import json
@@ -38,29 +38,27 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
                   "Precision policy.")
 flags.DEFINE_bool("jit_compile", None, "XLA (default: on for TPUs only; slower on this CPU).")
 
-PYTORCH_RELEASE_IMAGES_PER_S = {("irevnet301", 8): 3.9, ("irevnet_cifar", 64): 77.0}
-
 
 def measure(strategy, name, batch_size, reversible):
     import keras
     import tensorflow as tf
 
     from irevnet_tf import configs, data
-    from irevnet_tf.training import strategies, task as task_lib, trainer
+    from irevnet_tf.training import MomentumSGD, strategies, task as task_lib, trainer
 
     keras.mixed_precision.set_global_policy(FLAGS.precision)
     size = FLAGS.image_size or configs.get_config(name)["input_shape"][0]
     with strategy.scope():
         model = configs.build_irevnet(name, reversible=reversible,
                                       input_shape=(size, size, 3))
-        optimizer = keras.optimizers.SGD(0.1 * batch_size / 256, momentum=0.9)
+        optimizer = MomentumSGD(0.1 * batch_size / 256, momentum=0.9, l2_decay=1e-4)
         if FLAGS.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False,
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     task = task_lib.ClassificationTask(model, optimizer, global_batch_size=batch_size,
-                                       num_classes=model.num_classes, weight_decay=1e-4)
+                                       num_classes=model.num_classes)
     jit = FLAGS.jit_compile if FLAGS.jit_compile is not None else strategies.is_tpu(strategy)
     loops = trainer.TrainingLoops(strategy, task, step, jit, reconstruction_count=0)
 
@@ -89,24 +87,20 @@ def measure(strategy, name, batch_size, reversible):
         "seconds_per_step": median / FLAGS.steps,
         "loop_samples_s": [round(s, 3) for s in samples],
         "first_call_s": round(first_call, 1),
-        "pytorch_release_images_per_s": PYTORCH_RELEASE_IMAGES_PER_S.get((name, batch_size)),
     }
 
 
 def main(argv):
     del argv
-    if len(FLAGS.batch_sizes) != len(FLAGS.configs):
-        raise app.UsageError("--batch_sizes needs one entry per --configs entry.")
-    unknown = sorted(set(FLAGS.modes) - {"reversible", "plain"})
-    if unknown:
-        raise app.UsageError(f"--modes accepts reversible and plain, got {unknown}.")
+    pairs = common.config_batch_pairs(FLAGS.configs, FLAGS.batch_sizes)
+    common.check_gradient_modes(FLAGS.modes)
     common.configure_threads(FLAGS.threads)
     from irevnet_tf.training import strategies
 
     strategy = strategies.create_strategy(FLAGS.strategy)
-    for name, batch in zip(FLAGS.configs, FLAGS.batch_sizes):
+    for name, batch in pairs:
         for mode in FLAGS.modes:
-            print(json.dumps(measure(strategy, name, int(batch), mode == "reversible")),
+            print(json.dumps(measure(strategy, name, batch, mode == "reversible")),
                   flush=True)
 
 

@@ -1,7 +1,7 @@
 """The memory and time of a training step, reversible or plain (for benchmarks/train_memory.py).
 
 `measure_training_step` builds a named configuration (optionally with every stage
-`blocks_multiplier` times deeper, and at another image size), an SGD-with-momentum
+`blocks_multiplier` times deeper, and at another image size), the trainer's MomentumSGD
 optimizer with its slots created, and a `tf.function` train step, then reports:
 
 - activation memory from the resident set size: the peak RSS over steady-state steps,
@@ -31,6 +31,7 @@ import tensorflow as tf
 from irevnet_tf import configs
 from irevnet_tf.benchmarking import process_memory
 from irevnet_tf.model import IRevNet
+from irevnet_tf.training.optimizer import MomentumSGD
 
 STEPS = ("train", "gradients", "forward")
 
@@ -106,7 +107,8 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     kwargs = benchmark_model_kwargs(config_name, image_size, blocks_multiplier, reversible)
     rss_start = process_memory.current_rss_bytes()
     model = IRevNet(**kwargs)
-    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    # The trainer's optimizer: its fused in-place update holds no parameter-sized temporaries.
+    optimizer = MomentumSGD(learning_rate=0.01, momentum=0.9, l2_decay=1e-4)
     optimizer.build(model.trainable_variables)
 
     rng = np.random.default_rng(seed)

@@ -16,7 +16,8 @@ from irevnet_tf.training.config import TrainConfig
 from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError, NoAcceleratorError,
                                         NonFiniteLossError)
 from irevnet_tf.training.model_dir import RunConfig, restore_model
+from irevnet_tf.training.optimizer import MomentumSGD
 from irevnet_tf.training.trainer import Trainer, train
 
-__all__ = ["CheckpointMismatchError", "FlagError", "NoAcceleratorError", "NonFiniteLossError",
-           "RunConfig", "TrainConfig", "Trainer", "recipes", "restore_model", "train"]
+__all__ = ["CheckpointMismatchError", "FlagError", "NoAcceleratorError", "MomentumSGD",
+           "NonFiniteLossError", "RunConfig", "TrainConfig", "Trainer", "recipes", "restore_model", "train"]

@@ -4,11 +4,9 @@ What one replica computes on its share of a global batch (Model Garden calls thi
 - loss: softmax cross-entropy with optional label smoothing, summed over the replica's
   examples and divided by the GLOBAL batch size, so that summing the replicas' gradients
   (which the optimizer's all-reduce does) gives the gradient of the global-batch mean;
-- weight decay: PyTorch-style coupled L2 as in the release's `torch.optim.SGD`
-  (`grad += wd * w` before momentum, on every trainable weight). It is added to the loss
-  as `wd/2 * ||w||^2 / num_replicas`, whose summed gradient is exactly `wd * w`; being
-  part of the loss it goes through loss scaling under mixed_float16 like everything else.
-  (Keras' `weight_decay=` argument is decoupled, AdamW-style, which is not the recipe.)
+- weight decay is not part of the loss: the optimizer (`irevnet_tf.training.MomentumSGD`,
+  coupled L2 as in the release's `torch.optim.SGD`) adds it to each gradient, which keeps
+  it from holding an extra copy of the parameters through the backward pass.
 - the gradient: a plain `tf.GradientTape` over `model(images, training=True)`. With
   `reversible=True` the model's stack carries a custom gradient that rebuilds activations
   from the outputs (irevnet_tf/reversible.py), so nothing else is needed here.
@@ -34,18 +32,16 @@ class ClassificationTask:
         global_batch_size: examples per step over all replicas (the loss divisor).
         num_classes: classifier outputs.
         label_smoothing: in [0, 1).
-        weight_decay: coupled L2 coefficient.
         dropout_seed: int base seed of the dropout masks.
     """
 
     def __init__(self, model, optimizer, global_batch_size, num_classes, label_smoothing=0.0,
-                 weight_decay=0.0, dropout_seed=0):
+                 dropout_seed=0):
         self.model = model
         self.optimizer = optimizer
         self.global_batch_size = int(global_batch_size)
         self.num_classes = int(num_classes)
         self.label_smoothing = float(label_smoothing)
-        self.weight_decay = float(weight_decay)
         self.dropout_seed = int(dropout_seed)
         self.top_k = min(5, self.num_classes)
 
@@ -57,14 +53,6 @@ class ClassificationTask:
             targets = (targets * (1.0 - self.label_smoothing)
                        + self.label_smoothing / self.num_classes)
         return -tf.reduce_sum(targets * tf.nn.log_softmax(logits, axis=-1), axis=-1)
-
-    def l2_penalty(self):
-        """`wd/2 * sum ||w||^2` over the trainable weights (float32)."""
-        if not self.weight_decay:
-            return tf.constant(0.0)
-        squares = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
-                   for v in self.model.trainable_variables]
-        return 0.5 * self.weight_decay * tf.add_n(squares)
 
     def _replica_dropout_seed(self, step):
         if not getattr(self.model, "dropout_rate", 0):
@@ -82,7 +70,6 @@ class ClassificationTask:
         of the (scaled, under mixed_float16) replica loss; the optimizer sums them over the
         replicas and unscales them.
         """
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True,
@@ -90,7 +77,6 @@ class ClassificationTask:
             per_example = self.cross_entropy(labels, logits)
             loss = tf.nn.compute_average_loss(per_example,
                                               global_batch_size=self.global_batch_size)
-            loss += self.l2_penalty() / num_replicas
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, variables)
@@ -109,7 +95,25 @@ class ClassificationTask:
         """
         gradients, sums = (compute_gradients or self.compute_gradients)(images, labels, step)
         self.apply_gradients(gradients)
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            sums = self._mark_non_finite_gradients(sums, gradients)
         return sums
+
+    @staticmethod
+    def _mark_non_finite_gradients(sums, gradients):
+        """`sums` with a NaN loss if any gradient is not finite.
+
+        The loss alone does not catch every divergence: a NaN can reach the weights
+        while the loss stays finite (oneDNN's fused batch norm + ReLU maps NaN to 0, so
+        NaN inputs give finite logits but NaN statistics and gradients). The trainer stops
+        on a non-finite loss, so this makes it stop here too. (A loss-scale optimizer
+        skips such steps by design and is left alone.)
+        """
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                                for g in gradients if g is not None])
+        nan = tf.constant(float("nan"), sums.dtype)
+        return tf.tensor_scatter_nd_update(
+            sums, [[0]], [tf.where(finite, sums[0], nan)])
 
     def eval_step(self, images, labels):
         """Inference on this replica's batch; returns `[loss_sum, top1, top5, count]`."""

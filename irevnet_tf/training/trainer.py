@@ -41,6 +41,7 @@ from irevnet_tf.data import pipeline as data_pipeline
 from irevnet_tf.training import checkpointing
 from irevnet_tf.training import config as config_lib
 from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf.training import optimizer as optimizer_lib
 from irevnet_tf.training import plan as plan_lib
 from irevnet_tf.training import progress as progress_lib
 from irevnet_tf.training import schedules
@@ -169,10 +170,12 @@ class Trainer:
     def _build_optimizer(self, plan):
         schedule = schedules.build_schedule(self.config.lr_schedule, plan,
                                             decay_factor=self.config.lr_decay_factor)
-        # Keras' SGD applies `v = m*v - lr*g; w += v`; PyTorch's `b = m*b + g; w -= lr*b`
-        # is the same update while the rate is constant (they differ only in how the
-        # velocity carries over a rate change at a decay boundary).
-        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=self.config.momentum)
+        # Keras' velocity convention `v = m*v - lr*g; w += v`; PyTorch's `b = m*b + g;
+        # w -= lr*b` is the same update while the rate is constant (they differ only in how
+        # the velocity carries over a rate change at a decay boundary).
+        optimizer = optimizer_lib.MomentumSGD(learning_rate=schedule,
+                                              momentum=self.config.momentum,
+                                              l2_decay=self.config.weight_decay)
         if self.config.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer, schedule
@@ -224,7 +227,7 @@ class Trainer:
         task = task_lib.ClassificationTask(
             model, optimizer, global_batch_size=plan.global_batch_size,
             num_classes=info.num_classes, label_smoothing=config.label_smoothing,
-            weight_decay=config.weight_decay, dropout_seed=seed)
+            dropout_seed=seed)
         images_in_summary = min(config.summary_images, plan.eval_batch_size // replicas)
         return _Session(
             strategy=strategy, info=info, plan=plan, run_config=run_config, chief=chief,

@@ -41,3 +41,26 @@ def test_gradient_error_script(tmp_path):
     result = json.loads(output.read_text())
     assert result["reversible"]["relative_error"] < 1e-5
     assert "reversible" in stdout and "plain" in stdout
+
+
+@pytest.mark.slow
+def test_pytorch_reference_script_computes_the_same_function():
+    pytest.importorskip("torch")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pytorch_reference",
+         "--configs=irevnet_tiny,irevnet_small", "--batch_sizes=4,4", "--repeats=1",
+         "--train_steps=1", "--calibration_steps=2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = [json.loads(line) for line in completed.stdout.splitlines()
+               if line.startswith("{")]
+    assert [r["config"] for r in results] == ["irevnet_tiny", "irevnet_small"]
+    for result in results:
+        # The PyTorch model got the Keras weights: same Phi, and both invert it.
+        assert result["phi_max_rel_gap"] < 1e-5
+        assert result["tf_round_trip_max_rel_error"] < 1e-5
+        assert result["torch_round_trip_max_rel_error"] < 1e-5
+        for key in ("tf_encode", "torch_encode", "tf_decode", "torch_decode", "torch_train",
+                    "tf_reversible_train", "tf_plain_train"):
+            assert result[f"{key}_images_per_s"] > 0

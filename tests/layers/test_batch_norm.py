@@ -29,3 +29,54 @@ def test_inference_uses_moving_statistics():
     np.testing.assert_allclose(norm(x, training=False).numpy()[0, 0, 0], expected, rtol=1e-12)
     config = BatchNorm.from_config(norm.get_config()).get_config()
     assert config["epsilon"] == 1e-5 and config["momentum"] == 0.9
+
+
+def _numpy_batch_norm_and_gradients(x, gamma, beta, upstream, epsilon):
+    """float64 forward and the hand-derived gradients of sum(upstream * y)."""
+    axes = (0, 1, 2)
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    normalised = (x - mean) / np.sqrt(var + epsilon)
+    y = gamma * normalised + beta
+    grad_gamma = (upstream * normalised).sum(axis=axes)
+    grad_beta = upstream.sum(axis=axes)
+    grad_x = gamma / np.sqrt(var + epsilon) * (
+        upstream - upstream.mean(axis=axes) - normalised * (upstream * normalised).mean(axis=axes))
+    return y, mean, var, grad_x, grad_gamma, grad_beta
+
+
+def test_float32_training_mode_fused_kernel_matches_float64_numpy():
+    # float32 training mode runs TensorFlow's fused kernel; check its outputs, the biased
+    # variance it feeds the moving statistics, and its gradients against numpy float64.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 5, 4, 7)) * 2.0 + 0.5
+    upstream = rng.standard_normal(x.shape)
+    gamma, beta = rng.uniform(0.5, 1.5, 7), rng.standard_normal(7)
+    norm = BatchNorm(momentum=0.9, epsilon=1e-5, dtype="float32")
+    norm.build(x.shape)
+    norm.gamma.assign(gamma.astype(np.float32))
+    norm.beta.assign(beta.astype(np.float32))
+    inputs = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = norm(inputs, training=True)
+        objective = tf.reduce_sum(y * tf.constant(upstream, tf.float32))
+    grad_x, grad_gamma, grad_beta = tape.gradient(objective, [inputs, norm.gamma, norm.beta])
+    want_y, mean, var, want_gx, want_gg, want_gb = _numpy_batch_norm_and_gradients(
+        x.astype(np.float32).astype(np.float64), gamma, beta, upstream, 1e-5)
+    np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(grad_x.numpy(), want_gx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grad_gamma.numpy(), want_gg, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grad_beta.numpy(), want_gb, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), 0.9 + 0.1 * var, rtol=1e-5)
+
+
+def test_float32_training_mode_compiles_with_xla():
+    norm = BatchNorm(dtype="float32")
+    norm.build((2, 4, 4, 3))
+    x = tf.constant(np.random.default_rng(0).standard_normal((2, 4, 4, 3)), tf.float32)
+    compiled = tf.function(lambda t: norm(t, training=True, update_statistics=False),
+                           jit_compile=True)
+    want = (x.numpy() - x.numpy().mean(axis=(0, 1, 2))) / np.sqrt(
+        x.numpy().var(axis=(0, 1, 2)) + 1e-5)
+    np.testing.assert_allclose(compiled(x).numpy(), want, rtol=1e-4, atol=1e-5)

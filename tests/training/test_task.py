@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from irevnet_tf import build_irevnet
-from irevnet_tf.training import task as task_lib
+from irevnet_tf.training import MomentumSGD, task as task_lib
 
 
 def tiny_model(reversible=True):
@@ -42,9 +42,8 @@ def test_two_steps_are_sgd_with_momentum_and_coupled_weight_decay():
     model = tiny_model()
     reference = tiny_model(reversible=False)
     reference.set_weights(model.get_weights())
-    optimizer = keras.optimizers.SGD(lr, momentum=momentum)
-    task = task_lib.ClassificationTask(model, optimizer, global_batch_size=8, num_classes=4,
-                                       weight_decay=wd)
+    optimizer = MomentumSGD(lr, momentum=momentum, l2_decay=wd)
+    task = task_lib.ClassificationTask(model, optimizer, global_batch_size=8, num_classes=4)
     weights = [v.numpy().astype(np.float64) for v in reference.trainable_variables]
     buffers = [np.zeros_like(w) for w in weights]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -68,8 +67,8 @@ def test_replica_step_compiles_with_xla():
     """The forward/backward pass (reversible custom gradient included) and the evaluation
     step compile with jit_compile=True and agree with the uncompiled versions."""
     model = tiny_model()
-    task = task_lib.ClassificationTask(model, keras.optimizers.SGD(0.1), global_batch_size=8,
-                                       num_classes=4, weight_decay=1e-4)
+    task = task_lib.ClassificationTask(model, MomentumSGD(0.1, l2_decay=1e-4),
+                                       global_batch_size=8, num_classes=4)
     images, labels = batch(0)
     statistics = [v.numpy() for v in model.non_trainable_variables]
     compiled = tf.function(task.compute_gradients, jit_compile=True)
@@ -88,8 +87,9 @@ def test_whole_train_and_eval_steps_compile_with_xla():
     model = tiny_model()
     plain = tiny_model()
     plain.set_weights(model.get_weights())
-    tasks = [task_lib.ClassificationTask(m, keras.optimizers.SGD(0.1, momentum=0.9),
-                                         global_batch_size=8, num_classes=4, weight_decay=1e-4)
+    # MomentumSGD's fused in-place update compiles too.
+    tasks = [task_lib.ClassificationTask(m, MomentumSGD(0.1, momentum=0.9, l2_decay=1e-4),
+                                         global_batch_size=8, num_classes=4)
              for m in (model, plain)]
     images, labels = batch(0)
     tf.function(tasks[0].train_step, jit_compile=True)(images, labels, tf.constant(0, tf.int64))

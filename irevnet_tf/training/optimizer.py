@@ -1,0 +1,85 @@
+"""MomentumSGD: the paper's optimizer (SGD, momentum, coupled L2 weight decay), updated in place.
+
+The release trains with `torch.optim.SGD(lr, momentum, weight_decay)`: the decay is
+coupled, `g = dL/dw + wd * w`, before momentum. Keras' own `weight_decay=` argument is
+decoupled (AdamW-style), which is another recipe.
+
+Why not `keras.optimizers.SGD` plus an L2 term in the loss: in a TensorFlow graph both
+create, for every variable, tensors that depend only on state present at the start of the
+step (`momentum * m` in Keras' update; `wd * w` from the L2 term's gradient, available as
+soon as the backward pass starts, or `wd * w` anywhere it is not made to wait). The executor computes them early and holds them until
+the variable's gradient arrives, a full extra copy of the parameters through the whole
+backward pass (about 0.5 GiB per copy for irevnet301). That is memory that grows with
+depth, which the memory-saving gradient is meant to remove. Here the decay is added to the
+gradient and reads the weights only after the gradient exists (a control dependency; XLA,
+which ignores those, schedules for memory itself) and the momentum update is TensorFlow's fused in-place
+kernel `ResourceApplyKerasMomentum` (`m = momentum * m - lr * g; w += m`, the same
+arithmetic as Keras' SGD; XLA compiles it, so TPUs run it too): no temporaries at all.
+"""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="irevnet_tf")
+class MomentumSGD(keras.optimizers.SGD):
+    """SGD with momentum and coupled weight decay, one fused in-place update per variable.
+
+    Update of a variable `w` with gradient `g`, velocity `m` (Keras' convention):
+    `g' = g + l2_decay * w;  m = momentum * m - lr * g';  w += m`. While the rate is
+    constant this is PyTorch's `b = momentum * b + g'; w -= lr * b` with `m = -lr * b`.
+
+    Args:
+        learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`.
+        momentum: in [0, 1); 0 gives plain SGD (with the decay).
+        l2_decay: coupled weight-decay coefficient (`weight_decay` of torch.optim.SGD),
+            applied to every variable the optimizer updates, >= 0.
+        nesterov: Nesterov momentum, as in Keras' SGD.
+        **kwargs: the other `keras.optimizers.Optimizer` arguments (not `weight_decay`:
+            that is the decoupled decay; use `l2_decay`).
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, l2_decay=0.0, nesterov=False,
+                 name="momentum_sgd", **kwargs):
+        if kwargs.get("weight_decay"):
+            raise ValueError(
+                "MomentumSGD: `weight_decay` is Keras' decoupled decay; the paper's recipe is "
+                f"the coupled `l2_decay`. Got weight_decay={kwargs['weight_decay']!r}.")
+        if isinstance(l2_decay, bool) or not isinstance(l2_decay, (int, float)) \
+                or not l2_decay >= 0:
+            raise ValueError(f"MomentumSGD: `l2_decay` must be a number >= 0, got {l2_decay!r}.")
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                         name=name, **kwargs)
+        self.l2_decay = float(l2_decay)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        learning_rate = tf.cast(learning_rate, dtype)
+        gradient = tf.cast(gradient, dtype)
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        if self.l2_decay:
+            # Read w only once the gradient exists: `l2 * w` depends on nothing else, and a
+            # graph executor would compute it for every variable at the start of the step
+            # and hold those copies through the backward pass.
+            with tf.control_dependencies([gradient]):
+                weights = tf.identity(_as_tf_variable(variable))
+            gradient = gradient + tf.cast(self.l2_decay, dtype) * weights
+        if self.momentum == 0:
+            self.assign_sub(variable, gradient * learning_rate)
+            return
+        velocity = self.momentums[self._get_variable_index(variable)]
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=_as_tf_variable(variable).handle, accum=_as_tf_variable(velocity).handle,
+            lr=learning_rate, grad=gradient, momentum=tf.cast(self.momentum, dtype),
+            use_nesterov=self.nesterov)
+
+    def get_config(self):
+        config = super().get_config()
+        config["l2_decay"] = self.l2_decay
+        return config
+
+
+def _as_tf_variable(variable):
+    # Keras 3 wraps tf.Variables (and distributed ones) in its own Variable class.
+    return variable.value if isinstance(variable, keras.Variable) else variable
