@@ -5,6 +5,7 @@ import statistics
 import time
 
 import numpy as np
+from absl import app, flags
 
 
 def configure_threads(intra_op, inter_op=1):
@@ -67,10 +68,15 @@ def time_call(function, repeats, warmup=2):
     return statistics.median(samples), samples
 
 
+
+def define_config_flags():
+    """--configs and --batch_sizes, the parallel lists the model benchmarks take."""
+    flags.DEFINE_list("configs", ["irevnet301", "irevnet_cifar"], "Named configurations.")
+    flags.DEFINE_list("batch_sizes", ["8", "64"], "Batch size per configuration (same order).")
+
+
 def config_batch_pairs(configs, batch_sizes):
     """`[(config, batch_size)]` from the parallel --configs and --batch_sizes flag lists."""
-    from absl import app
-
     if len(batch_sizes) != len(configs):
         raise app.UsageError("--batch_sizes needs one entry per --configs entry.")
     return [(name, int(batch)) for name, batch in zip(configs, batch_sizes)]
@@ -78,8 +84,34 @@ def config_batch_pairs(configs, batch_sizes):
 
 def check_gradient_modes(modes):
     """Refuses --modes entries other than reversible and plain."""
-    from absl import app
-
     unknown = sorted(set(modes) - {"reversible", "plain"})
     if unknown:
         raise app.UsageError(f"--modes accepts reversible and plain, got {unknown}.")
+
+
+# The trainer's recipe for the update (paper: momentum 0.9, coupled weight decay 1e-4).
+MOMENTUM, L2_DECAY = 0.9, 1e-4
+
+
+def trainer_loops(strategy, model, batch_size, learning_rate, jit_compile, loss_scale=False):
+    """What `irevnet_tf.training.train` builds around a model, for timing its steps.
+
+    The trainer's optimizer (MomentumSGD with MOMENTUM and L2_DECAY; wrapped for
+    loss scaling when asked), ClassificationTask and TrainingLoops (replica steps
+    compiled with XLA if `jit_compile`; no reconstructions). Call it under
+    `strategy.scope()`, where the model was built.
+    """
+    import keras
+    import tensorflow as tf
+
+    from irevnet_tf.training import MomentumSGD, task as task_lib, trainer
+
+    optimizer = MomentumSGD(learning_rate, momentum=MOMENTUM, l2_decay=L2_DECAY)
+    if loss_scale:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    task = task_lib.ClassificationTask(model, optimizer, global_batch_size=batch_size,
+                                       num_classes=model.num_classes)
+    return trainer.TrainingLoops(strategy, task, step, jit_compile, reconstruction_count=0)

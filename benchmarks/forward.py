@@ -18,8 +18,7 @@ from absl import app, flags
 from benchmarks import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["irevnet301", "irevnet_cifar"], "Named configurations.")
-flags.DEFINE_list("batch_sizes", ["8", "64"], "Batch size per configuration (same order).")
+common.define_config_flags()
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
 flags.DEFINE_integer("calibration_steps", 10, "Training-mode passes that set BN statistics.")

@@ -28,8 +28,7 @@ from absl import app, flags
 from benchmarks import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["irevnet301", "irevnet_cifar"], "Named configurations.")
-flags.DEFINE_list("batch_sizes", ["8", "64"], "Batch size per configuration (same order).")
+common.define_config_flags()
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
 flags.DEFINE_integer("calibration_steps", 10, "Training-mode passes that set BN statistics.")
@@ -37,8 +36,7 @@ flags.DEFINE_bool("train", True, "Also time a training step in both frameworks."
 flags.DEFINE_list("modes", ["reversible", "plain"], "irevnet_tf gradient modes to train with.")
 flags.DEFINE_integer("train_steps", 3, "Steps per timed irevnet_tf training-loop call.")
 
-# The trainer's SGD (coupled weight decay, as the release's torch.optim.SGD) in both frameworks.
-LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4
+LEARNING_RATE = 0.1  # Both frameworks; momentum and decay are common.MOMENTUM, L2_DECAY.
 
 
 def _torch_modules():
@@ -169,20 +167,14 @@ def copy_weights(keras_model, torch_model, torch):
 
 
 def _tf_train_step_seconds(name, batch_size, mode, images, labels):
-    """Seconds per step of irevnet_tf's compiled training loop (the trainer's), fixed batch."""
+    """Seconds per step of irevnet_tf's training loop (the trainer's), on a fixed batch."""
     import tensorflow as tf
 
     from irevnet_tf import configs
-    from irevnet_tf.training import MomentumSGD, task as task_lib, trainer
 
     strategy = tf.distribute.get_strategy()
     model = configs.build_irevnet(name, reversible=(mode == "reversible"))
-    optimizer = MomentumSGD(LEARNING_RATE, momentum=MOMENTUM, l2_decay=WEIGHT_DECAY)
-    optimizer.build(model.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    task = task_lib.ClassificationTask(model, optimizer, global_batch_size=batch_size,
-                                       num_classes=model.num_classes)
-    loops = trainer.TrainingLoops(strategy, task, step, False, reconstruction_count=0)
+    loops = common.trainer_loops(strategy, model, batch_size, LEARNING_RATE, jit_compile=False)
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     steps = FLAGS.train_steps
@@ -252,7 +244,7 @@ def measure(name, batch_size):
         labels = np.arange(batch_size, dtype=np.int32) % model.num_classes
         torch_model.train()
         optimizer = torch.optim.SGD(torch_model.parameters(), lr=LEARNING_RATE,
-                                    momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+                                    momentum=common.MOMENTUM, weight_decay=common.L2_DECAY)
         torch_labels = torch.from_numpy(labels.astype(np.int64))
 
         def torch_step():

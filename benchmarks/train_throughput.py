@@ -24,8 +24,7 @@ from absl import app, flags
 from benchmarks import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["irevnet301", "irevnet_cifar"], "Named configurations.")
-flags.DEFINE_list("batch_sizes", ["8", "64"], "Global batch size per configuration (same order).")
+common.define_config_flags()
 flags.DEFINE_list("modes", ["reversible", "plain"], "Gradient modes: reversible and/or plain.")
 flags.DEFINE_integer("steps", 5, "Steps per timed loop call.")
 flags.DEFINE_integer("loops", 3, "Timed loop calls (the median is reported).")
@@ -41,26 +40,18 @@ flags.DEFINE_bool("jit_compile", None, "XLA (default: on for TPUs only; slower o
 
 def measure(strategy, name, batch_size, reversible):
     import keras
-    import tensorflow as tf
 
     from irevnet_tf import configs, data
-    from irevnet_tf.training import MomentumSGD, strategies, task as task_lib, trainer
+    from irevnet_tf.training import strategies
 
     keras.mixed_precision.set_global_policy(FLAGS.precision)
     size = FLAGS.image_size or configs.get_config(name)["input_shape"][0]
+    jit = FLAGS.jit_compile if FLAGS.jit_compile is not None else strategies.is_tpu(strategy)
     with strategy.scope():
         model = configs.build_irevnet(name, reversible=reversible,
                                       input_shape=(size, size, 3))
-        optimizer = MomentumSGD(0.1 * batch_size / 256, momentum=0.9, l2_decay=1e-4)
-        if FLAGS.precision == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False,
-                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    task = task_lib.ClassificationTask(model, optimizer, global_batch_size=batch_size,
-                                       num_classes=model.num_classes)
-    jit = FLAGS.jit_compile if FLAGS.jit_compile is not None else strategies.is_tpu(strategy)
-    loops = trainer.TrainingLoops(strategy, task, step, jit, reconstruction_count=0)
+        loops = common.trainer_loops(strategy, model, batch_size, 0.1 * batch_size / 256, jit,
+                                     loss_scale=FLAGS.precision == "mixed_float16")
 
     def dataset_fn(input_context):
         dataset = data.build_dataset("synthetic", "train", global_batch_size=batch_size,

@@ -40,7 +40,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         inputs = ops.cast(inputs, compute_dtype)
         moving_mean = ops.cast(self.moving_mean, compute_dtype)
         moving_variance = ops.cast(self.moving_variance, compute_dtype)
-        if training and self.trainable and compute_dtype == "float32" and self._fusable(inputs):
+        # The fused kernel takes float32 (16-bit inputs were cast to it above); float64 below.
+        if training and self.trainable and compute_dtype == "float32":
             outputs, mean, variance = self._fused_training(inputs)
             if update_statistics:
                 self._update_statistics(moving_mean, moving_variance, mean, variance)
@@ -58,10 +59,6 @@ class BatchNorm(keras.layers.BatchNormalization):
             epsilon=self.epsilon,
         )
         return ops.cast(outputs, self.compute_dtype)
-
-    @staticmethod
-    def _fusable(inputs):
-        return len(inputs.shape) == 4 and keras.backend.backend() == "tensorflow"
 
     def _fused_training(self, inputs):
         """Normalised outputs and the biased batch mean and variance, from the fused kernel."""

@@ -104,8 +104,9 @@ class ClassificationTask:
         """`sums` with a NaN loss if any gradient is not finite.
 
         The loss alone does not catch every divergence: a NaN can reach the weights
-        while the loss stays finite (oneDNN's fused batch norm + ReLU maps NaN to 0, so
-        NaN inputs give finite logits but NaN statistics and gradients). The trainer stops
+        while the loss stays finite. In a graph, TensorFlow fuses training-mode batch
+        norm + ReLU into one kernel (for channel counts divisible by 4) that maps NaN to
+        0, so NaN inputs give finite logits but NaN statistics and gradients. The trainer stops
         on a non-finite loss, so this makes it stop here too. (A loss-scale optimizer
         skips such steps by design and is left alone.)
         """
