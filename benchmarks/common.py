@@ -56,6 +56,30 @@ def natural_images(count, size, channels=3, seed=0):
     return np.clip(np.stack(crops), 0, 255).astype(np.float32)
 
 
+# Normalisation of the natural test images (pixels in [0, 255]).
+IMAGE_MEAN, IMAGE_STD = 120.0, 60.0
+
+
+def calibrated_model(name, batch_size, calibration_steps):
+    """Configuration `name` with non-trivial batch-norm statistics, and normalised test images.
+
+    A fresh model's batch norms are the identity; `calibration_steps` training-mode passes
+    over other natural images give them statistics like a trained model's. Returns the model
+    and `batch_size` normalised natural images (float32 numpy).
+    """
+    import tensorflow as tf
+
+    import irevnet_tf
+
+    model = irevnet_tf.build_irevnet(name)
+    height, _, channels = model.image_shape
+    calibration = (natural_images(batch_size, height, channels, seed=1) - IMAGE_MEAN) / IMAGE_STD
+    for step in range(calibration_steps):
+        model.encode(tf.constant(np.roll(calibration, step, axis=0)), training=True)
+    images = (natural_images(batch_size, height, channels) - IMAGE_MEAN) / IMAGE_STD
+    return model, images.astype(np.float32)
+
+
 def time_call(function, repeats, warmup=2):
     """Seconds per call: the median and all samples, after `warmup` calls."""
     for _ in range(warmup):
@@ -69,10 +93,11 @@ def time_call(function, repeats, warmup=2):
 
 
 
-def define_config_flags():
+def define_config_flags(batch_sizes=("8", "64")):
     """--configs and --batch_sizes, the parallel lists the model benchmarks take."""
     flags.DEFINE_list("configs", ["irevnet301", "irevnet_cifar"], "Named configurations.")
-    flags.DEFINE_list("batch_sizes", ["8", "64"], "Batch size per configuration (same order).")
+    flags.DEFINE_list("batch_sizes", list(batch_sizes),
+                      "Batch size per configuration (same order).")
 
 
 def config_batch_pairs(configs, batch_sizes):

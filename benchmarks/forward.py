@@ -26,18 +26,10 @@ flags.DEFINE_bool("jit_compile", False, "Compile with XLA (slower on this CPU; T
 
 
 def measure(name, batch_size):
-    import numpy as np
     import tensorflow as tf
 
-    import irevnet_tf
-
-    model = irevnet_tf.build_irevnet(name)
-    height, width, channels = model.image_shape
-    mean, std = 120.0, 60.0
-    calibration = (common.natural_images(batch_size, height, channels, seed=1) - mean) / std
-    for step in range(FLAGS.calibration_steps):
-        model.encode(tf.constant(np.roll(calibration, step, axis=0)), training=True)
-    images = tf.constant((common.natural_images(batch_size, height, channels) - mean) / std)
+    model, images = common.calibrated_model(name, batch_size, FLAGS.calibration_steps)
+    images = tf.constant(images)
 
     phi = model.encode(images)
     restored = model.decode(phi)

@@ -186,18 +186,9 @@ def measure(name, batch_size):
     import numpy as np
     import tensorflow as tf
 
-    import irevnet_tf
-
     torch, TorchIRevNet = _torch_modules()
     torch.set_num_threads(FLAGS.threads)
-    model = irevnet_tf.build_irevnet(name)
-    height, _, channels = model.image_shape
-    mean, std = 120.0, 60.0
-    calibration = (common.natural_images(batch_size, height, channels, seed=1) - mean) / std
-    for step in range(FLAGS.calibration_steps):
-        model.encode(tf.constant(np.roll(calibration, step, axis=0)), training=True)
-    images = ((common.natural_images(batch_size, height, channels) - mean) / std
-              ).astype(np.float32)
+    model, images = common.calibrated_model(name, batch_size, FLAGS.calibration_steps)
 
     torch_model = TorchIRevNet(model).eval()
     copy_weights(model, torch_model, torch)

@@ -18,6 +18,10 @@ blocks multiplier and gradient kind it builds the model and the trainer's Moment
 - act. tensors: a second process with TF_CPU_ALLOCATOR_USE_BFC=true (TensorFlow's own
   BFC allocator, which keeps statistics) measures the peak of live tensor bytes during a
   step over those alive before it, minus the gradients: exact, tensors only.
+- step RSS / step tensors: the same two peaks without subtracting the gradients (the
+  step's whole increase). MomentumSGD updates each variable as soon as its gradient exists,
+  so a reversible step may never hold all gradients at once; the act. figures are then
+  negative and the ratios use the step figures.
 - with --jit_compile, also XLA's own total for the compiled step (arguments, outputs and
   temporaries, from its buffer-assignment dump): exact, but it includes the parameters
   and the optimizer's temporaries.
@@ -138,45 +142,56 @@ def _gib(value):
 
 def _report(results):
     lines = [f"{'blocks':>16} {'gradient':>10} {'act. RSS':>9} {'(built)':>8} {'act. tensors':>12} "
-             f"{'grads':>6} {'built':>6} {'traced':>6} {'1st peak':>8} {'peak':>6} "
-             f"{'step s':>7} {'img/s':>6}   (memory in GiB)"]
+             f"{'step RSS':>8} {'step tensors':>12} {'grads':>6} {'built':>6} {'traced':>6} "
+             f"{'1st peak':>8} {'peak':>6} {'step s':>7} {'img/s':>6}   (memory in GiB)"]
     for r in results:
         lines.append(
             f"{str(tuple(r['blocks'])):>16} {'reversible' if r['reversible'] else 'plain':>10} "
             f"{_gib(r['activation_bytes']):>9} {_gib(r['activation_from_built_bytes']):>8} "
             f"{_gib(r.get('tf_allocator_activation_bytes')):>12} "
+            f"{_gib(r['step_increase_bytes']):>8} "
+            f"{_gib(r.get('tf_allocator_peak_increase_bytes')):>12} "
             f"{_gib(r['gradient_bytes']):>6} {_gib(r['rss_model_built_bytes']):>6} "
             f"{_gib(r['rss_traced_bytes']):>6} {_gib(r['first_step_peak_bytes']):>8} "
             f"{_gib(r['steady_peak_bytes']):>6} {r['median_step_seconds']:7.3f} "
             f"{r['images_per_second']:6.2f}"
             + (f"  XLA buffers {_gib(r['xla_buffer_bytes'])}" if "xla_buffer_bytes" in r else ""))
+    lines.append(
+        "act.: the issue's activation memory (step's peak - baseline - one gradient copy); "
+        "negative when the step never holds all gradients at once. step: peak - baseline, "
+        "gradients included.")
     by_case = {(r["blocks_multiplier"], r["reversible"]): r for r in results}
-    measures = (("RSS", "activation_bytes"), ("tensors", "tf_allocator_activation_bytes"),
+    measures = (("act. RSS", "activation_bytes"), ("act. tensors", "tf_allocator_activation_bytes"),
+                ("step RSS", "step_increase_bytes"),
+                ("step tensors", "tf_allocator_peak_increase_bytes"),
                 ("XLA buffers in all", "xla_buffer_bytes"))
 
     def ratio(numerator, denominator, key):
-        if numerator.get(key) is None or denominator.get(key) is None:
+        # A ratio of a negative figure (less than one gradient copy) means nothing.
+        if numerator.get(key) is None or denominator.get(key) is None \
+                or numerator[key] <= 0 or denominator[key] <= 0:
             return None
-        return numerator[key] / max(denominator[key], 1)
+        return numerator[key] / denominator[key]
+
+    def ratios(numerator, denominator, percent):
+        return ", ".join(
+            f"{name} {ratio(numerator, denominator, key):{'.1%' if percent else '.2f'}}"
+            for name, key in measures if ratio(numerator, denominator, key) is not None)
 
     for multiplier in sorted({r["blocks_multiplier"] for r in results}):
         rev, plain = by_case.get((multiplier, True)), by_case.get((multiplier, False))
         if rev and plain:
-            shares = ", ".join(f"{name} {ratio(rev, plain, key):.1%}" for name, key in measures
-                               if ratio(rev, plain, key) is not None)
             lines.append(
-                f"x{multiplier} blocks: reversible activations / plain: {shares} "
-                f"(target <= 20%); step time "
+                f"x{multiplier} blocks: reversible activations / plain: "
+                f"{ratios(rev, plain, True)} (target <= 20%); step time "
                 f"{rev['median_step_seconds'] / plain['median_step_seconds']:.2f}x plain "
                 f"(target <= 1.3x)")
     for reversible in (True, False):
         one, two = by_case.get((1, reversible)), by_case.get((2, reversible))
         if one and two:
-            growth = ", ".join(f"{name} {ratio(two, one, key):.2f}" for name, key in measures
-                               if ratio(two, one, key) is not None)
             lines.append(
                 f"{'reversible' if reversible else 'plain'} activations, x2 blocks / x1: "
-                f"{growth} (target: reversible <= 1.10, plain about 2)")
+                f"{ratios(two, one, False)} (target: reversible <= 1.10, plain about 2)")
     return "\n".join(lines)
 
 

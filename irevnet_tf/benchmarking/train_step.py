@@ -12,6 +12,9 @@ optimizer with its slots created, and a `tf.function` train step, then reports:
 - activation memory from TensorFlow's allocator, where it keeps statistics (the process
   was started with TF_CPU_ALLOCATOR_USE_BFC=true): the peak of live tensor bytes during a
   step over those alive before it, minus the gradients. It counts tensors only, exactly.
+- both without subtracting the gradients (the step's whole increase): MomentumSGD updates
+  each variable as its gradient arrives, so a reversible step may never hold all gradients
+  at once and the figures above can be negative.
 - step time (median of timed steps after warm-up) and images per second.
 
 `step="gradients"` and `step="forward"` measure parts of the step (gradients without
@@ -163,6 +166,9 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
         "steady_increase_bytes": steady_peak.increase_bytes,
         "gradient_bytes": gradient_bytes,
         "activation_bytes": steady_peak.peak_bytes - rss_traced - gradient_bytes,
+        # The whole step's increase, gradients included: the figure above goes
+        # below zero once the step never holds all gradients at once.
+        "step_increase_bytes": steady_peak.peak_bytes - rss_traced,
         # The same from the RSS before tracing: adds the traced graph's Python objects.
         "activation_from_built_bytes": steady_peak.peak_bytes - rss_model_built - gradient_bytes,
     }

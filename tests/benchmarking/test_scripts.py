@@ -64,3 +64,19 @@ def test_pytorch_reference_script_computes_the_same_function():
         for key in ("tf_encode", "torch_encode", "tf_decode", "torch_decode", "torch_train",
                     "tf_reversible_train", "tf_plain_train"):
             assert result[f"{key}_images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_round_trip_error_script():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.round_trip_error", "--configs=irevnet_tiny",
+         "--batch_sizes=2", "--calibration_steps=2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = [json.loads(line) for line in completed.stdout.splitlines()
+               if line.startswith("{")]
+    assert [r["config"] for r in results] == ["irevnet_tiny"]
+    result = results[0]
+    assert result["encode64_decode64"] <= result["encode32_decode32"] < 1e-4
+    assert result["block_inversion_error_units_max"] <= 4.0

@@ -77,3 +77,69 @@ def test_config_round_trip_and_bad_arguments():
         MomentumSGD(0.1, l2_decay=-1.0)
     with pytest.raises(ValueError, match="weight_decay.*l2_decay"):
         MomentumSGD(0.1, weight_decay=1e-4)
+
+
+def _ancestors(op):
+    """Every op `op` waits for, through data and control inputs."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def test_an_update_does_not_wait_for_earlier_layers_gradients():
+    # With one replica, the last layer's update must depend only on its own gradient,
+    # not on the first layer's, which the backward pass computes last; otherwise every
+    # gradient is alive at once before any update runs (the memory of a whole gradient
+    # copy, which the reversible gradient is meant to avoid).
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4), keras.layers.Dense(3),
+                              keras.layers.Dense(2)])
+    model(tf.zeros((2, 5)))
+    optimizer = MomentumSGD(0.1, momentum=0.9, l2_decay=0.01)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step(images):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(images) ** 2)
+        optimizer.apply(tape.gradient(loss, model.trainable_variables),
+                        model.trainable_variables)
+
+    graph = step.get_concrete_function(tf.TensorSpec((2, 5), tf.float32)).graph
+    updates = [op for op in graph.get_operations() if op.type == "ResourceApplyKerasMomentum"]
+    assert len(updates) == len(model.trainable_variables)  # In the variables' order.
+    images = graph.inputs[0]
+    # The first kernel's gradient: images^T @ dL/dy1.
+    first_kernel_gradient = [
+        op for op in graph.get_operations()
+        if op.type == "MatMul" and op.get_attr("transpose_a")
+        and any(tensor is images for tensor in op.inputs)]
+    assert len(first_kernel_gradient) == 1
+    last_kernel_update = updates[-2]
+    assert first_kernel_gradient[0] not in _ancestors(last_kernel_update)
+    assert first_kernel_gradient[0] in _ancestors(updates[0])
+
+
+def test_one_replica_strategy_update_matches_numpy():
+    # With one replica the cross-replica sum is skipped; the update must still go through
+    # the strategy's variable update (a MirroredVariable here).
+    strategy = tf.distribute.MirroredStrategy(["CPU:0"])
+    initial = np.array([1.0, -2.0, 0.5])
+    gradient = np.array([1.0, 2.0, 3.0])
+    with strategy.scope():
+        variable = keras.Variable(initial.astype(np.float32))
+        optimizer = MomentumSGD(0.1, momentum=0.9, l2_decay=0.5)
+        optimizer.build([variable])
+
+    @tf.function
+    def step():
+        strategy.run(lambda: optimizer.apply([tf.constant(gradient, tf.float32)], [variable]))
+
+    for _ in range(2):
+        step()
+    expected = numpy_steps([initial], [[gradient]] * 2, 0.1, 0.9, 0.5, nesterov=False)[0]
+    np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-6)
