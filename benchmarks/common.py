@@ -60,6 +60,11 @@ def natural_images(count, size, channels=3, seed=0):
 IMAGE_MEAN, IMAGE_STD = 120.0, 60.0
 
 
+def define_calibration_flag():
+    """--calibration_steps, the argument of `calibrated_model` in the model benchmarks."""
+    flags.DEFINE_integer("calibration_steps", 10, "Training-mode passes that set BN statistics.")
+
+
 def calibrated_model(name, batch_size, calibration_steps):
     """Configuration `name` with non-trivial batch-norm statistics, and normalised test images.
 

@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 common.define_config_flags()
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
-flags.DEFINE_integer("calibration_steps", 10, "Training-mode passes that set BN statistics.")
+common.define_calibration_flag()
 flags.DEFINE_bool("jit_compile", False, "Compile with XLA (slower on this CPU; TPUs need it).")
 
 

@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 common.define_config_flags()
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
-flags.DEFINE_integer("calibration_steps", 10, "Training-mode passes that set BN statistics.")
+common.define_calibration_flag()
 flags.DEFINE_bool("train", True, "Also time a training step in both frameworks.")
 flags.DEFINE_list("modes", ["reversible", "plain"], "irevnet_tf gradient modes to train with.")
 flags.DEFINE_integer("train_steps", 3, "Steps per timed irevnet_tf training-loop call.")

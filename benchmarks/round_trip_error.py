@@ -22,7 +22,7 @@ from benchmarks import common
 FLAGS = flags.FLAGS
 common.define_config_flags(batch_sizes=["4", "16"])
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
-flags.DEFINE_integer("calibration_steps", 10, "Training-mode passes that set BN statistics.")
+common.define_calibration_flag()
 
 
 def measure(name, batch_size):

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf.benchmarking import train_step
+from irevnet_tf.benchmarking import round_trip, train_step
 from irevnet_tf.model import IRevNet
 
 
@@ -77,9 +77,7 @@ def gradient_errors(config_name="irevnet301", image_size=64, batch_size=2, seed=
     weights = reversible.get_weights()  # float32 values, exact in float64 as well
     plain = IRevNet(**dict(kwargs, reversible=False, dtype="float32"))
     plain.set_weights(weights)
-    reference = IRevNet(**dict(kwargs, reversible=False, dtype="float64"))
-    reference.set_weights([w.astype(np.float64) if w.dtype == np.float32 else w
-                           for w in weights])
+    reference = round_trip.float64_copy(plain)
 
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch_size, *kwargs["input_shape"])).astype(np.float32)
