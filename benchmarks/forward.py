@@ -28,7 +28,8 @@ flags.DEFINE_bool("jit_compile", False, "Compile with XLA (slower on this CPU; T
 def measure(name, batch_size):
     import tensorflow as tf
 
-    model, images = common.calibrated_model(name, batch_size, FLAGS.calibration_steps)
+    model, images = common.calibrated_model(name, batch_size, FLAGS.calibration_steps,
+                                           FLAGS.seed)
     images = tf.constant(images)
 
     phi = model.encode(images)

@@ -188,7 +188,8 @@ def measure(name, batch_size):
 
     torch, TorchIRevNet = _torch_modules()
     torch.set_num_threads(FLAGS.threads)
-    model, images = common.calibrated_model(name, batch_size, FLAGS.calibration_steps)
+    model, images = common.calibrated_model(name, batch_size, FLAGS.calibration_steps,
+                                           FLAGS.seed)
 
     torch_model = TorchIRevNet(model).eval()
     copy_weights(model, torch_model, torch)

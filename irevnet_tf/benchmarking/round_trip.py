@@ -11,6 +11,8 @@ statistics), whose arithmetic is exact at this scale:
   the decode's share.
 - `encode64 -> float32 -> decode64`: only the float32 storage of Phi: the floor that the
   representation itself sets.
+- `encode64 -> decode64`: float64 throughout, Phi kept in float64: what a model whose
+  float32 round trip is not enough can get from its float64 copy.
 
 and measures two local figures:
 
@@ -45,8 +47,15 @@ def _relative_max_error(restored, images):
     return float(np.max(np.abs(restored - images)) / np.max(np.abs(images)))
 
 
+def smallest_moving_variance(model):
+    """The smallest moving variance of any batch norm in the model: how close one is to
+    collapse, where its inference scale 1/sqrt(variance + epsilon) amplifies rounding most."""
+    return min(float(np.min(variable.numpy())) for variable in model.variables
+               if variable.path.endswith("moving_variance"))
+
+
 def round_trip_budget(model, images, twin=None):
-    """The four round trips of the module docstring, as max|restored - x| / max|x|."""
+    """The five round trips of the module docstring, as max|restored - x| / max|x|."""
     twin = twin or float64_copy(model)
     images32 = tf.constant(images, tf.float32)
     phi32 = model.encode(images32)
@@ -59,6 +68,7 @@ def round_trip_budget(model, images, twin=None):
         "encode64_decode32": _relative_max_error(model.decode(tf.cast(stored, tf.float32)),
                                                  images32),
         "encode64_decode64": _relative_max_error(twin.decode(stored), images32),
+        "float64_throughout": _relative_max_error(twin.decode(phi64), images32),
         "phi32_relative_error": _relative_max_error(phi32, phi64),
     }
 

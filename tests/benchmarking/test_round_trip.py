@@ -46,6 +46,18 @@ def test_round_trip_budget_matches_direct_computations(model_and_images):
     for key in ("encode32_decode32", "encode32_decode64", "encode64_decode32",
                 "encode64_decode64", "phi32_relative_error"):
         assert 1e-10 < budget[key] < 1e-4, (key, budget)
+    # float64 throughout: float64 rounding, a few units per block.
+    assert budget["float64_throughout"] < 1e-12, budget
+
+
+def test_smallest_moving_variance_finds_the_collapsed_channel(model_and_images):
+    model, _ = model_and_images
+    twin = round_trip.float64_copy(model)  # A copy whose statistics this test may change.
+    norm = twin.stack[-1].bottleneck.bn2
+    variance = np.ones(norm.moving_variance.shape)
+    variance[1] = 3e-4  # randomize_batch_norms draws variances well above this.
+    norm.moving_variance.assign(variance)
+    assert round_trip.smallest_moving_variance(twin) == pytest.approx(3e-4)
 
 
 def test_block_figures(model_and_images):

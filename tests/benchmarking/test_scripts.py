@@ -79,4 +79,6 @@ def test_round_trip_error_script():
     assert [r["config"] for r in results] == ["irevnet_tiny"]
     result = results[0]
     assert result["encode64_decode64"] <= result["encode32_decode32"] < 1e-4
+    assert result["float64_throughout"] < 1e-12
+    assert 0.0 < result["smallest_moving_variance"] <= 1.0
     assert result["block_inversion_error_units_max"] <= 4.0
