@@ -1,5 +1,6 @@
 """Shared benchmark set-up: thread settings, natural test images, timing statistics."""
 
+import json
 import os
 import statistics
 import time
@@ -115,6 +116,15 @@ def config_batch_pairs(configs, batch_sizes):
     if len(batch_sizes) != len(configs):
         raise app.UsageError("--batch_sizes needs one entry per --configs entry.")
     return [(name, int(batch)) for name, batch in zip(configs, batch_sizes)]
+
+
+def print_measurements(measure, configs, batch_sizes, threads):
+    """`measure(config, batch_size)` for each --configs/--batch_sizes pair, one JSON line each,
+    with `threads` intra-op threads: the main loop of the per-configuration benchmarks."""
+    pairs = config_batch_pairs(configs, batch_sizes)
+    configure_threads(threads)
+    for name, batch in pairs:
+        print(json.dumps(measure(name, batch)), flush=True)
 
 
 def check_gradient_modes(modes):

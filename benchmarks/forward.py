@@ -11,7 +11,6 @@ norms have been given non-trivial statistics by `--calibration_steps` training-m
 over other natural images (a fresh model's batch norms are the identity).
 """
 
-import json
 
 from absl import app, flags
 
@@ -50,11 +49,7 @@ def measure(name, batch_size):
 
 def main(argv):
     del argv
-    pairs = common.config_batch_pairs(FLAGS.configs, FLAGS.batch_sizes)
-    common.configure_threads(FLAGS.threads)
-    for name, batch in pairs:
-        result = measure(name, batch)
-        print(json.dumps(result), flush=True)
+    common.print_measurements(measure, FLAGS.configs, FLAGS.batch_sizes, FLAGS.threads)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Measured, alternating TF and PyTorch on the same inputs, 2 intra-op threads each
 PyTorch is not a dependency of irevnet_tf; install it to run this (`pip install torch`).
 """
 
-import json
 
 from absl import app, flags
 
@@ -260,11 +259,8 @@ def measure(name, batch_size):
 
 def main(argv):
     del argv
-    pairs = common.config_batch_pairs(FLAGS.configs, FLAGS.batch_sizes)
     common.check_gradient_modes(FLAGS.modes)
-    common.configure_threads(FLAGS.threads)
-    for name, batch in pairs:
-        print(json.dumps(measure(name, batch)), flush=True)
+    common.print_measurements(measure, FLAGS.configs, FLAGS.batch_sizes, FLAGS.threads)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ rounding of each block's F (its convolutions) against float64. Prints one JSON l
 configuration.
 """
 
-import json
 import os
 import statistics
 
@@ -46,10 +45,7 @@ def measure(name, batch_size):
 
 def main(argv):
     del argv
-    pairs = common.config_batch_pairs(FLAGS.configs, FLAGS.batch_sizes)
-    common.configure_threads(FLAGS.threads)
-    for name, batch in pairs:
-        print(json.dumps(measure(name, batch)), flush=True)
+    common.print_measurements(measure, FLAGS.configs, FLAGS.batch_sizes, FLAGS.threads)
 
 
 if __name__ == "__main__":
