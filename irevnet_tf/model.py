@@ -10,6 +10,7 @@ from irevnet_tf.layers import validation
 from irevnet_tf.layers.batch_norm import BatchNorm
 from irevnet_tf.layers.block import IRevBlock
 from irevnet_tf.layers.bottleneck import release_initializer
+from irevnet_tf.layers.fixed_point import DEFAULT_FRACTION_BITS, FixedPoint, StreamRangeError
 from irevnet_tf.layers.psi import Psi
 
 
@@ -17,6 +18,13 @@ from irevnet_tf.layers.psi import Psi
 # 1.7-2.7x slower on CPUs. Kept outside the model so that SavedModel export does not
 # serialise them with it.
 _COMPILED = weakref.WeakKeyDictionary()
+
+
+def _run_compiled(model, direction, tensor):
+    try:
+        return _compiled(model, direction)(tensor)
+    except tf.errors.InvalidArgumentError as error:
+        StreamRangeError.reraise_from(error)
 
 
 def _compiled(model, direction):
@@ -50,10 +58,17 @@ class IRevNet(keras.Model):
     """i-RevNet (Jacobsen, Smeulders, Oyallon, ICLR 2018): invertible up to the classifier.
 
     `encode(images)` returns Phi(x), the full representation (for the ImageNet model
-    `irevnet301`, 224x224x3 -> 7x7x3072: nothing added or lost); `decode(phi)` returns
-    the images; `call(images)` returns class logits (head: BN -> ReLU -> global average
-    pool -> Dense), or Phi when `include_top=False`, so the model drops into other
-    Keras models as a backbone.
+    `irevnet301`, 224x224x3 -> 7x7x3072: nothing added or lost), as int32 grid points of
+    the exact stream (`phi_dtype`; real value = `dequantize(phi)`); `decode(phi)` returns
+    the images, bit for bit those whose grid points `encode` saw; `call(images)` returns
+    class logits (head: BN -> ReLU -> global average pool -> Dense), or the float Phi
+    when `include_top=False`, so the model drops into other Keras models as a backbone.
+
+    The exact stream: images are rounded onto a fixed-point grid of step
+    2**-fraction_bits (the only rounding between an image and Phi), and every coupling
+    adds F's output rounded onto the same grid, as an integer sum; F itself runs in the
+    dtype policy's compute dtype (float32, or bfloat16/float16 under mixed precision).
+    See `irevnet_tf.layers.FixedPoint`.
 
     Structure: an optional initial psi of block size `init_ds` (0 for none), a split of
     the channels into halves (the first half has `C // 2` channels), `blocks[k]` blocks
@@ -77,20 +92,22 @@ class IRevNet(keras.Model):
         reversible: whether `fit` computes gradients by rebuilding activations from the
             outputs (memory independent of depth) instead of storing them.
         seed: seed for dropout masks.
+        fraction_bits: k of the stream's grid 2**-k (range +-2**(30-k)); see `FixedPoint`.
 
     Example:
     >>> model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
     ...                 num_classes=10, input_shape=(16, 16, 3))
-    >>> phi = model.encode(tf.random.normal([2, 16, 16, 3]))  # (2, 4, 4, 48)
-    >>> images = model.decode(phi)                             # (2, 16, 16, 3)
+    >>> phi = model.encode(tf.random.normal([2, 16, 16, 3]))  # (2, 4, 4, 48) int32
+    >>> images = model.decode(phi)                             # (2, 16, 16, 3) float32
     """
 
     def __init__(self, blocks, strides, channels, init_ds=2, mult=4, dropout_rate=0.0,
                  num_classes=1000, input_shape=(224, 224, 3), include_top=True,
                  bn_momentum=0.9, bn_epsilon=1e-5, head_bn_momentum=0.1, reversible=True,
-                 seed=None, **kwargs):
+                 seed=None, fraction_bits=DEFAULT_FRACTION_BITS, **kwargs):
         kwargs.setdefault("name", "irevnet")
-        # Images stay in the stream dtype (below) instead of being cast to bfloat16/float16.
+        # Images stay in float32 (the variable dtype) until they are quantised, instead of
+        # being rounded to bfloat16/float16 first.
         kwargs["autocast"] = False
         super().__init__(**kwargs)
         self.blocks = _positive_int_tuple(blocks, "blocks")
@@ -120,6 +137,7 @@ class IRevNet(keras.Model):
         self.head_bn_momentum = head_bn_momentum
         self.reversible = bool(reversible)
         self.seed = seed
+        self.grid = FixedPoint(fraction_bits)
 
         self.downsampling = max(init_ds, 1)
         for stride in self.strides:
@@ -131,12 +149,11 @@ class IRevNet(keras.Model):
                 f"by the total down-sampling {self.downsampling} (init_ds and strides).")
         self._check_channel_flow(image_channels)
 
-        # The invertible stream (the pairs) is carried in the variable dtype (float32 under
-        # mixed precision); only the bottlenecks and the head compute in the policy's dtype.
-        # Inversion then stays exact to float32 rounding: y1 = F(x2) + x1 is undone by
-        # y1 - F(x2) with the same low-precision F(x2).
-        self.stream_dtype = self.dtype_policy.variable_dtype
-        self.init_psi = Psi(max(init_ds, 1), name="init_psi", dtype=self.stream_dtype)
+        # The stream is int32 grid points; images, decoded images and the dequantised
+        # inputs of F are in the variable dtype (float32 under mixed precision). Only the
+        # bottlenecks and the head compute in the policy's compute dtype.
+        self.float_dtype = self.dtype_policy.variable_dtype
+        self.init_psi = Psi(max(init_ds, 1), name="init_psi", dtype=self.float_dtype)
         self.stack = []
         for stage, (depth, stride, width) in enumerate(
                 zip(self.blocks, self.strides, self.channels)):
@@ -146,8 +163,8 @@ class IRevNet(keras.Model):
                     mult=mult, dropout_rate=dropout_rate, bn_momentum=bn_momentum,
                     bn_epsilon=bn_epsilon,
                     seed=None if seed is None else seed + len(self.stack),
-                    name=f"stage{stage + 1}_block{index + 1}", dtype=self.stream_dtype,
-                    bottleneck_dtype=self.dtype_policy.name))
+                    name=f"stage{stage + 1}_block{index + 1}", dtype=self.float_dtype,
+                    bottleneck_dtype=self.dtype_policy.name, fraction_bits=fraction_bits))
         # Where each stage ends in `self.stack` (for per-stage representations).
         self.stage_ends = []
         for depth in self.blocks:
@@ -190,6 +207,15 @@ class IRevNet(keras.Model):
         return children
 
     @property
+    def phi_dtype(self):
+        """The dtype of `encode`'s output: int32 grid points of the exact stream."""
+        return tf.int32
+
+    def dequantize(self, phi):
+        """Real values (in the float dtype) of grid points from `encode`; floats pass."""
+        return self.grid.dequantize(phi, self.float_dtype)
+
+    @property
     def phi_shape(self):
         """Shape `(height, width, channels)` of Phi for images of `input_shape`."""
         height, width, _ = self.image_shape
@@ -218,10 +244,10 @@ class IRevNet(keras.Model):
         validation.check_floating(images, argument, self.name)
         validation.check_channels(images, self.image_shape[-1], argument, self.name)
         validation.check_divisible_spatial(images, self.downsampling, argument, self.name)
-        return tf.cast(images, self.stream_dtype)
+        return tf.cast(images, self.float_dtype)
 
     def stem(self, images):
-        """Initial psi and split: images -> the first pair `(x1, x2)`."""
+        """Initial psi and split: images (or their grid points) -> the first pair `(x1, x2)`."""
         x = self.init_psi(images)
         half = x.shape[-1] // 2
         return x[..., :half], x[..., half:]
@@ -233,17 +259,21 @@ class IRevNet(keras.Model):
     def encode(self, images, training=False, dropout_seed=None):
         """Phi(x): the merged output of the invertible stack, shape `(N, *phi_shape)`.
 
-        `training=True` uses batch statistics and dropout and updates moving statistics
-        once; with `reversible=True` its gradient is then the memory-saving one
+        Inference (the default) returns int32 grid points (`phi_dtype`), exact: `decode`
+        gives back the grid points of `images` bit for bit.
+
+        `training=True` returns the float Phi (the same values, dequantised) with its
+        gradient: batch statistics and dropout, moving statistics updated once; with
+        `reversible=True` the gradient is the memory-saving one
         (`irevnet_tf.reversible`). `dropout_seed` (int tensor of shape [2]) fixes the
         dropout masks; by default a new seed is drawn per call.
         """
         images = self._check_images(images)
         if not training:
             if tf.executing_eagerly():
-                return _compiled(self, "encode")(images)
+                return _run_compiled(self, "encode", images)
             return self._encode_inference(images)
-        pair = self.stem(images)
+        pair = self.stem(self.grid.quantize_straight_through(images))
         if dropout_seed is None and self.seed_generator is not None:
             dropout_seed = self.seed_generator.next()
         seeds = reversible_lib.block_dropout_seeds(dropout_seed, len(self.stack))
@@ -254,34 +284,48 @@ class IRevNet(keras.Model):
         return tf.concat(list(pair), axis=-1)
 
     def _encode_inference(self, images):
-        pair = reversible_lib.plain_stack(self.stack, self.stem(images),
-                                          [None] * len(self.stack), training=False)
+        pair = self.stem(self.grid.quantize(images, self.name, "images"))
+        pair = reversible_lib.plain_stack(self.stack, pair, [None] * len(self.stack),
+                                          training=False)
         return tf.concat(list(pair), axis=-1)
 
     def decode(self, phi):
-        """Images x with `encode(x) == phi` (inference mode), exact up to float rounding."""
+        """Images x with `encode(x) == phi` (inference mode), as floats.
+
+        `phi` is what `encode` returns (int32 grid points), or float features (e.g. an
+        interpolation of two dequantised Phis), which are rounded onto the grid first.
+        On what `encode` returns the result is exact: the grid points of the encoded
+        images, bit for bit.
+        """
         phi = tf.convert_to_tensor(phi)
         validation.check_rank4(phi, "phi", f"{self.name}.decode")
-        validation.check_floating(phi, "phi", f"{self.name}.decode")
+        if not (phi.dtype.is_integer or phi.dtype.is_floating):
+            raise TypeError(f"{self.name}.decode: `phi` must be int32 grid points (from "
+                            f"encode) or floating-point features, got dtype {phi.dtype.name}.")
         validation.check_channels(phi, 2 * self.channels[-1], "phi", f"{self.name}.decode")
-        phi = tf.cast(phi, self.stream_dtype)
+        if phi.dtype.is_floating:
+            phi = tf.cast(phi, self.float_dtype)
+        elif phi.dtype != tf.int32:
+            phi = tf.cast(phi, tf.int32)
         if tf.executing_eagerly():
-            return _compiled(self, "decode")(phi)
+            return _run_compiled(self, "decode", phi)
         return self._decode_inference(phi)
 
     def _decode_inference(self, phi):
+        phi = self.grid.quantize(phi, f"{self.name}.decode", "phi")
         half = self.channels[-1]
         pair = (phi[..., :half], phi[..., half:])
         for block in reversed(self.stack):
             pair = block.inverse(pair, training=False)
-        return self.unstem(pair)
+        return self.dequantize(self.unstem(pair))
 
     def intermediate_representations(self, images, level="stage"):
         """The merged pair after the stem and after each stage (`level="stage"`) or block
-        (`level="block"`), in inference mode: each one is invertible back to the image."""
+        (`level="block"`), in inference mode, as int32 grid points: each one is
+        invertible back to the image."""
         if level not in ("stage", "block"):
             raise ValueError(f"IRevNet: `level` must be 'stage' or 'block', got {level!r}.")
-        pair = self.stem(self._check_images(images))
+        pair = self.stem(self.grid.quantize(self._check_images(images), self.name, "images"))
         outputs = [tf.concat(list(pair), axis=-1)]
         ends = set(self.stage_ends)
         for index, block in enumerate(self.stack, start=1):
@@ -293,14 +337,17 @@ class IRevNet(keras.Model):
     # --- the classifier ----------------------------------------------------------------
 
     def classify(self, phi, training=False):
-        """The non-invertible head on Phi: BN -> ReLU -> global average pool -> Dense."""
+        """The non-invertible head on Phi (grid points or floats): BN -> ReLU -> global
+        average pool -> Dense."""
         if not self.include_top:
             raise ValueError("IRevNet.classify: this model was built with include_top=False.")
+        phi = self.dequantize(phi)
         h = tf.nn.relu(self.head_bn(phi, training=training))
         return self.classifier(self.pool(h))
 
     def call(self, images, training=None, dropout_seed=None):
-        phi = self.encode(images, training=bool(training), dropout_seed=dropout_seed)
+        phi = self.dequantize(
+            self.encode(images, training=bool(training), dropout_seed=dropout_seed))
         if not self.include_top:
             return phi
         return self.classify(phi, training=training)
@@ -322,7 +369,7 @@ class IRevNet(keras.Model):
             "input_shape": list(self.image_shape), "include_top": self.include_top,
             "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
             "head_bn_momentum": self.head_bn_momentum, "reversible": self.reversible,
-            "seed": self.seed,
+            "seed": self.seed, "fraction_bits": self.grid.fraction_bits,
         })
         return config
 

@@ -1,17 +1,20 @@
 """The memory-saving gradient: rebuild each block's input from its output instead of storing it.
 
 `reversible_stack(blocks, pair, seeds)` runs the invertible stack in training mode inside a
-`tf.custom_gradient`. The forward pass runs with gradient recording stopped, so no tape (eager
-or graph) keeps the blocks' activations; only the stack's output pair survives. The gradient
-then walks the blocks in reverse. For a block `y2 = psi(x2)`, `y1 = F(x2) + psi(x1)` it
-rebuilds `x2 = psi^-1(y2)`, computes `F(x2)` once under a tape (training mode, same batch, so
-the same batch statistics, and the same dropout seed), and uses that one evaluation twice:
-to rebuild `x1 = psi^-1(y1 - F(x2))` and to backpropagate through F. The rest of the block
-is linear and is backpropagated by hand: psi only permutes values, so its adjoint is its
-inverse, and the adjoint of zero-padding channels is dropping them. A block thus costs one
-forward of F in the backward pass, not two (rebuild, then recompute), which is the
-textbook +33 % compute of reversible networks. Gradients are the same formulas as plain
-autodiff, up to the rounding of the reconstruction.
+`tf.custom_gradient`. The forward pass runs on the exact integer stream with gradient
+recording stopped, so no tape (eager or graph) keeps the blocks' activations; only the
+stack's output pair survives. The gradient then walks the blocks in reverse. For a block
+`y2 = psi(x2)`, `y1 = psi(x1) + [F(x2)]` it rebuilds `x2 = psi^-1(y2)`, computes `F(x2)` once
+under a tape (training mode, same batch, so the same batch statistics, and the same dropout
+seed), and uses that one evaluation twice: to rebuild `x1 = psi^-1(y1 - [F(x2)])` and to
+backpropagate through F. On the integer stream the rebuilt pair is the forward's pair bit
+for bit, whatever precision F runs in, because F sees the same bits and gives the same
+bits again; so the gradient is exactly the one plain autodiff computes on the same
+stream (the rounding `[.]` has the straight-through gradient 1 in both). The rest of the
+block is linear and is backpropagated by hand: psi only permutes values, so its adjoint is
+its inverse, and the adjoint of zero-padding channels is dropping them. A block thus costs
+one forward of F in the backward pass, not two (rebuild, then recompute), which is the
+textbook +33 % compute of reversible networks.
 
 Because it is a custom gradient, every consumer gets it: `model.fit` (through Keras'
 `train_step`), the trainer's own loop and any user's `tf.GradientTape`.
@@ -26,21 +29,9 @@ Details that make it correct and actually save memory:
   weight gradients may still be in progress). XLA ignores control dependencies; when
   compiling with XLA (jit_compile=True, TPUs) the rebuild gets a data dependency on the
   later block's input gradients instead (adding an exact zero computed from them).
-- Besides the output pair, the stack keeps a few pairs exactly and uses them instead of
-  rebuilding: its input, the input of every down-sampling block (the stage boundaries)
-  and the output of every injective block. Each is the size of one block's input (for a
-  bijective model, of the image batch), and their number does not grow with depth. They
-  stop the rebuild's rounding from accumulating over the whole network: on irevnet301
-  (64x64, random batch-norm parameters) the float32 gradient was 4e-4 off float64 when
-  rebuilt from the top, 5.4e-6 with the stage boundaries kept (plain autodiff: 4.7e-6).
-  And injective padding makes channels exactly constant, which the next block's batch
-  norm divides by about sqrt(epsilon) (x300) while its ReLUs sit exactly on their kink:
-  a rebuilt pair there carries rounding noise instead of the constant, which made a fresh
-  injective model's float32 gradient 6 % off float64 where plain autodiff was within 1e-6.
-- Gradients are exact formulas, but ReLU's derivative at exactly 0 is a convention:
-  wherever a pre-activation is exactly 0 in the forward and a rebuilt one is not (or the
-  other way round), reversible and plain gradients legitimately differ. Batch norms with
-  random gamma/beta, as in trained models, leave no such exact ties outside the kept pairs.
+- Gradients are exact formulas, but ReLU's derivative at exactly 0 is a convention; the
+  forward and the rebuild see identical pre-activations, so it is the same convention in
+  both.
 """
 
 import tensorflow as tf
@@ -50,17 +41,7 @@ try:  # Private, but the only way to stop an outer tape that this code does not 
 except ImportError:  # pragma: no cover - older layouts
     from tensorflow.python.eager import tape as _record
 
-try:  # Private too, and stable since TF 2.0: whether XLA compiles the graph being built.
-    from tensorflow.python.ops import control_flow_util as _control_flow_util
-except ImportError:  # pragma: no cover
-    _control_flow_util = None
-
-
-def _compiling_with_xla():
-    """True while tracing a function that XLA compiles (jit_compile=True, TPUs)."""
-    if _control_flow_util is None or tf.executing_eagerly():
-        return False
-    return bool(_control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+from irevnet_tf.layers.fixed_point import compiling_with_xla
 
 
 def _wait_for(tensors, later_grads):
@@ -94,23 +75,25 @@ def plain_stack(blocks, pair, seeds, training):
 
 
 def reversible_stack(blocks, pair, seeds):
-    """The stack in training mode with the memory-saving gradient; returns the output pair."""
+    """The stack in training mode with the memory-saving gradient.
+
+    `pair` holds floats on the blocks' grid (as `FixedPoint.quantize_straight_through`
+    gives them); the stack runs on their integer grid points and returns the output pair
+    dequantised to floats, with the gradient of the straight-through stream.
+    """
     blocks = list(blocks)
     if len(seeds) != len(blocks):
         raise ValueError(f"reversible_stack: need one dropout seed (or None) per block, got "
                          f"{len(seeds)} seeds for {len(blocks)} blocks.")
+    grid = blocks[0].grid
+    float_dtype = pair[0].dtype
 
     @tf.custom_gradient
     def stack(x1, x2):
-        # Pairs kept exactly (see the module docstring), by the index of the block they
-        # feed: the stack's input, the input of every down-sampling block (the stages'
-        # boundaries) and the output of every injective block.
-        exact_inputs = {}
         with _record.stop_recording():
-            pair = (x1, x2)
-            for index, (block, seed) in enumerate(zip(blocks, seeds)):
-                if index == 0 or block.stride > 1 or blocks[index - 1].pad:
-                    exact_inputs[index] = pair
+            pair = (grid.quantize(x1, "reversible_stack", "x1"),
+                    grid.quantize(x2, "reversible_stack", "x2"))
+            for block, seed in zip(blocks, seeds):
                 pair = tuple(block(pair, training=True, dropout_seed=seed))
             outputs = pair
 
@@ -119,18 +102,16 @@ def reversible_stack(blocks, pair, seeds):
             wanted = {v.ref() for v in variables}
             variable_grads = {}
             pair = outputs
-            pair_grads = tuple(tf.zeros_like(t) if g is None else g
+            pair_grads = tuple(tf.zeros(tf.shape(t), float_dtype) if g is None else g
                                for t, g in zip(outputs, (grad_a, grad_b)))
             later_grads = []
-            in_xla = _compiling_with_xla()
+            in_xla = compiling_with_xla()
             for index in reversed(range(len(blocks))):
-                inputs = exact_inputs.get(index)
                 if in_xla and later_grads:
                     pair = _wait_for(pair, later_grads)
-                    inputs = None if inputs is None else _wait_for(inputs, later_grads)
                 pair, pair_grads, block_grads = block_backward(
                     blocks[index], pair, pair_grads, seeds[index], variables=wanted,
-                    after=later_grads, inputs=inputs)
+                    after=later_grads)
                 variable_grads.update(block_grads)
                 # Only the input gradients: the later block's weight gradients may still
                 # be computed while this block is rebuilt (4 % faster on irevnet301, same
@@ -138,50 +119,41 @@ def reversible_stack(blocks, pair, seeds):
                 later_grads = list(pair_grads)
             return list(pair_grads), [variable_grads.get(v.ref()) for v in variables]
 
-        return outputs, gradient
+        return tuple(grid.dequantize(t, float_dtype) for t in outputs), gradient
 
     return stack(*pair)
 
 
-def block_backward(block, outputs, output_grads, seed=None, variables=None, after=(),
-                   inputs=None):
+def block_backward(block, outputs, output_grads, seed=None, variables=None, after=()):
     """One block of the reversible backward pass.
 
     Args:
         block: a built `IRevBlock`.
-        outputs: the pair `(y2, y1)` the block produced in the training-mode forward.
-        output_grads: the loss gradients `(dL/dy2, dL/dy1)`.
+        outputs: the integer pair `(y2, y1)` the block produced in the training-mode forward.
+        output_grads: the loss gradients `(dL/dy2, dL/dy1)` (floats, per real unit).
         seed: the dropout seed the forward used (or None without dropout).
         variables: refs (`v.ref()`) of the TensorFlow variables to return gradients for,
             or None for every variable the block reads.
         after: tensors the rebuild must wait for in graph mode (the gradients of the
             later block's inputs), so that the rebuilds cannot run ahead of the backward.
-        inputs: the block's input pair if it was kept, used instead of a rebuild.
 
     Returns:
-        `(inputs, input_grads, variable_grads)`: the rebuilt (or given) pair `(x1, x2)`,
-        the loss gradients with respect to it, and a dict from variable ref to gradient.
+        `(inputs, input_grads, variable_grads)`: the rebuilt pair `(x1, x2)` (bit for bit
+        the forward's), the loss gradients with respect to it, and a dict from variable
+        ref to gradient.
     """
     y2, y1 = outputs
     grad_y2, grad_y1 = output_grads
     with tf.control_dependencies(list(after)):
-        if inputs is None:
-            x2 = block.psi.inverse(y2)
-            if block.pad:
-                # The same projection as IRevBlock.inverse: the padded channels are exactly 0.
-                x2 = block._project_onto_padding(x2)  # pylint: disable=protected-access
-        else:
-            x1, x2 = inputs
-            if block.pad:  # As IRevBlock.call does.
-                merged = block.injective_pad(tf.concat([x1, x2], axis=-1))
-                x1, x2 = merged[..., :block.out_channels], merged[..., block.out_channels:]
+        x2 = block.second_input(y2)
+        x2_float = block.grid.dequantize(x2, block.compute_dtype)
         with tf.GradientTape() as tape:
-            tape.watch(x2)
-            fx2 = block.bottleneck(x2, training=True, dropout_seed=seed,
-                                   update_statistics=False)
-            fx2 = tf.cast(fx2, y1.dtype)
-    if inputs is None:
-        x1 = block.psi.inverse(y1 - fx2)
+            tape.watch(x2_float)
+            fx2 = block.residual(x2_float, training=True, dropout_seed=seed,
+                                 update_statistics=False)
+            # The rounding onto the grid has the straight-through gradient 1.
+            fx2_for_gradient = tf.cast(fx2, grad_y1.dtype)
+    inputs = block.unpad((block.first_input(y1, fx2), x2))
 
     watched = tape.watched_variables()
     if variables is None:
@@ -195,21 +167,14 @@ def block_backward(block, outputs, output_grads, seed=None, variables=None, afte
             f"of {block.name}, so their gradients would be lost; build the model with "
             f"reversible=False.")
     block_variables = [v for v in watched if v.ref() in variables]
-    grads = tape.gradient(fx2, [x2] + block_variables, output_gradients=grad_y1)
+    grads = tape.gradient(fx2_for_gradient, [x2_float] + block_variables,
+                          output_gradients=grad_y1)
     grad_x2_through_f, variable_grads = grads[0], grads[1:]
 
-    # psi permutes values, so its adjoint is psi^-1.
+    # psi permutes values, so its adjoint is psi^-1; zero padding's adjoint drops the
+    # padded channels, as its inverse does.
     grad_x1 = block.psi.inverse(grad_y1)
-    grad_x2 = block.psi.inverse(grad_y2) + grad_x2_through_f
-    if block.pad:
-        # Zero padding's adjoint drops the padded channels, as its inverse does.
-        c1 = block.input_halves[0]
-        merged_grad = block.injective_pad.inverse(tf.concat([grad_x1, grad_x2], axis=-1))
-        grad_x1, grad_x2 = merged_grad[..., :c1], merged_grad[..., c1:]
-        if inputs is None:
-            merged = block.injective_pad.inverse(tf.concat([x1, x2], axis=-1))
-            x1, x2 = merged[..., :c1], merged[..., c1:]
-    if inputs is not None:
-        x1, x2 = inputs
-    return ((x1, x2), (grad_x1, grad_x2),
+    grad_x2 = block.psi.inverse(grad_y2) + tf.cast(grad_x2_through_f, grad_y2.dtype)
+    input_grads = block.unpad((grad_x1, grad_x2))
+    return (inputs, input_grads,
             {v.ref(): g for v, g in zip(block_variables, variable_grads)})

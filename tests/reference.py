@@ -50,13 +50,23 @@ def bottleneck(x, weights, stride, preactivation, eps=1e-5):
     return conv3x3(h, weights["conv3"])
 
 
-def block_forward(x1, x2, weights, out_channels, stride, preactivation):
-    """The release's block: optional injective padding, then (psi(x2), F(x2) + psi(x1))."""
+def round_to_grid(x, fraction_bits):
+    """x rounded to the nearest multiple of 2**-fraction_bits (ties to even), in float64."""
+    scale = 2.0 ** fraction_bits
+    return np.round(np.asarray(x, np.float64) * scale) / scale
+
+
+def block_forward(x1, x2, weights, out_channels, stride, preactivation, fraction_bits=None):
+    """The release's block: optional injective padding, then (psi(x2), F(x2) + psi(x1)),
+    with F(x2) rounded onto the grid 2**-fraction_bits when that is given (the exact
+    stream)."""
     pad = 2 * out_channels - x1.shape[-1] - x2.shape[-1] if stride == 1 else 0
     if pad:
         merged = np.concatenate([x1, x2, np.zeros(x1.shape[:3] + (pad,))], axis=-1)
         x1, x2 = merged[..., :out_channels], merged[..., out_channels:]
     fx2 = bottleneck(x2, weights, stride, preactivation)
+    if fraction_bits is not None:
+        fx2 = round_to_grid(fx2, fraction_bits)
     if stride > 1:
         x1, x2 = space_to_depth(x1, stride), space_to_depth(x2, stride)
     return x2, fx2 + x1

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from irevnet_tf.layers import validation
 from irevnet_tf.layers.bottleneck import Bottleneck
+from irevnet_tf.layers.fixed_point import DEFAULT_FRACTION_BITS, FixedPoint
 from irevnet_tf.layers.injective_pad import InjectivePad
 from irevnet_tf.layers.psi import Psi
 
@@ -13,23 +14,30 @@ from irevnet_tf.layers.psi import Psi
 class IRevBlock(keras.layers.Layer):
     """One i-RevNet block on a pair of tensors `(x1, x2)`.
 
-    Forward: `y1 = F(x2) + psi(x1)`, `y2 = psi(x2)`, returned as the pair `(y2, y1)`:
+    Forward: `y1 = [F(x2)] + psi(x1)`, `y2 = psi(x2)`, returned as the pair `(y2, y1)`:
     as in the authors' release the halves swap roles, so the next block's bottleneck
     reads the half this block has just updated. psi is the identity for stride 1.
     F is computed on the un-downsampled x2 with a strided first convolution.
 
-    Inverse: `x2 = psi^-1(y2)`, `x1 = psi^-1(y1 - F(x2))`: exact up to the rounding of
-    one subtraction, for any F.
+    Inverse: `x2 = psi^-1(y2)`, `x1 = psi^-1(y1 - [F(x2)])`.
+
+    The exact stream: the pair is int32 grid points of a `FixedPoint` format (n stands for
+    n * 2**-fraction_bits). F runs in the layer's compute dtype (float32, bfloat16,
+    float16) on the dequantised x2 and `[F(x2)]` is its output rounded onto the grid, so
+    the coupling is an integer sum and `inverse` undoes it bit for bit, at any depth and
+    in any precision, whenever F gives the same bits again on the same x2. A pair of
+    floats (the plain-autodiff training path) takes the same steps in floating point
+    with a straight-through gradient for the rounding; on grid values below
+    2**(24 - fraction_bits) in float32 its values equal the integer stream's.
 
     Injective blocks: a stride-1 block whose output is wider than its input
     (`pad = 2 * out_channels - (c1 + c2) > 0`) first merges the halves, appends `pad`
     zero channels and splits again (the halves may then have unequal widths, e.g. a
     3-channel image split 1 + 2). Its inverse projects the reconstructed x2 back onto
     the padded subspace (padded channels set to their exact value, zero) before it
-    recomputes F, then drops the padding. On exact inputs the projection changes
-    nothing; on rounded ones it stops the rounding in channels that carry no
-    information from being amplified by batch norms whose variance there has decayed
-    towards zero during training (up to 1/sqrt(epsilon) per block).
+    recomputes F, then drops the padding. On outputs of `call` the projection changes
+    nothing; on other points (an interpolation of two Phis) it keeps decode on the
+    image of the network.
 
     Training-mode inversion: `inverse(..., training=True, dropout_seed=s)` recomputes F
     with batch statistics of the reconstructed x2 (the same batch, so the same
@@ -46,19 +54,20 @@ class IRevBlock(keras.layers.Layer):
         dropout_rate: dropout inside F, in [0, 1).
         bn_momentum, bn_epsilon: batch-norm settings (Keras convention).
         seed: seed of the dropout mask generator when no `dropout_seed` is given.
-        bottleneck_dtype: dtype policy of F (default: the block's). A block whose own
-            policy is float32 with a mixed-precision F keeps the pair in float32, so
-            `inverse` stays exact to float32 rounding.
+        bottleneck_dtype: dtype policy of F (default: the block's); the block's own
+            policy is the float dtype F's input is dequantised to.
+        fraction_bits: the stream's grid, 2**-fraction_bits (see `FixedPoint`).
 
     Example:
     >>> block = IRevBlock(out_channels=32, stride=2)
-    >>> y2, y1 = block((tf.zeros([1, 8, 8, 8]), tf.zeros([1, 8, 8, 8])))  # 4x4x32 each
-    >>> x1, x2 = block.inverse((y2, y1))
+    >>> x = block.grid.quantize(tf.random.normal([1, 8, 8, 16]))   # int32
+    >>> y2, y1 = block((x[..., :8], x[..., 8:]))                    # 4x4x32 each, int32
+    >>> x1, x2 = block.inverse((y2, y1))                            # equal to the halves of x
     """
 
     def __init__(self, out_channels, stride=1, first=False, mult=4, dropout_rate=0.0,
                  bn_momentum=0.9, bn_epsilon=1e-5, seed=None, bottleneck_dtype=None,
-                 **kwargs):
+                 fraction_bits=DEFAULT_FRACTION_BITS, **kwargs):
         super().__init__(**kwargs)
         for argument, value, low in (("out_channels", out_channels, 1), ("stride", stride, 1),
                                      ("mult", mult, 1)):
@@ -73,6 +82,7 @@ class IRevBlock(keras.layers.Layer):
         self.bn_epsilon = bn_epsilon
         self.seed = seed
         self.bottleneck_dtype = bottleneck_dtype
+        self.grid = FixedPoint(fraction_bits)
         self.psi = Psi(stride, name="psi", dtype=self.dtype_policy)
         self.bottleneck = Bottleneck(
             out_channels, stride=stride, preactivation=not first, mult=mult,
@@ -133,39 +143,69 @@ class IRevBlock(keras.layers.Layer):
         for index, tensor in enumerate(pair):
             validation.check_rank4(tensor, f"{argument}[{index}]", self.name)
 
+    # --- the coupling: one home for the arithmetic that call, inverse and the
+    # memory-saving gradient (irevnet_tf.reversible) share ---------------------------------
+
+    def pad_inputs(self, pair):
+        """An injective block's widening: merge, append the zero channels, split again."""
+        x1, x2 = pair
+        if not self.pad:
+            return x1, x2
+        merged = self.injective_pad(tf.concat([x1, x2], axis=-1))
+        return merged[..., : self.out_channels], merged[..., self.out_channels:]
+
+    def unpad(self, pair):
+        """Inverse of `pad_inputs` (and, being a projection, its adjoint for gradients)."""
+        if not self.pad:
+            return tuple(pair)
+        merged = self.injective_pad.inverse(tf.concat(list(pair), axis=-1))
+        c1 = self.input_halves[0]
+        return merged[..., :c1], merged[..., c1:]
+
+    def residual(self, x2, training=None, dropout_seed=None, update_statistics=True):
+        """F on the (padded) second half, dequantised to floats if it is an integer stream."""
+        x2 = self.grid.dequantize(x2, self.compute_dtype)
+        return self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
+                               update_statistics=update_statistics)
+
+    def couple(self, pair, fx2):
+        """`(y2, y1) = (psi(x2), psi(x1) + [F(x2)])` for the padded pair and F(x2)."""
+        x1, x2 = pair
+        q = self.grid.round_residual(fx2, like=x1, owner=self.name)
+        return self.psi(x2), self.grid.add(self.psi(x1), q, owner=self.name)
+
+    def second_input(self, y2):
+        """The padded x2 from y2 (projected onto the padded subspace)."""
+        x2 = self.psi.inverse(y2)
+        if not self.pad:
+            return x2
+        # Channels of x2 at or after this index came from the zero padding.
+        data_channels = max(sum(self.input_halves) - self.out_channels, 0)
+        return tf.concat([x2[..., :data_channels], tf.zeros_like(x2[..., data_channels:])],
+                         axis=-1)
+
+    def first_input(self, y1, fx2):
+        """The padded x1 from y1 and F(x2): `psi^-1(y1 - [F(x2)])`."""
+        q = self.grid.round_residual(fx2, like=y1, owner=self.name)
+        return self.psi.inverse(self.grid.subtract(y1, q, owner=self.name))
+
     def call(self, inputs, training=None, dropout_seed=None, update_statistics=True):
         self._check_pair(inputs, "inputs")
-        x1, x2 = inputs
-        if self.pad:
-            merged = self.injective_pad(tf.concat([x1, x2], axis=-1))
-            x1, x2 = merged[..., : self.out_channels], merged[..., self.out_channels:]
-        fx2 = self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
-                              update_statistics=update_statistics)
-        return self.psi(x2), tf.cast(fx2, x1.dtype) + self.psi(x1)
+        pair = self.pad_inputs(inputs)
+        fx2 = self.residual(pair[1], training=training, dropout_seed=dropout_seed,
+                            update_statistics=update_statistics)
+        return self.couple(pair, fx2)
 
     def inverse(self, outputs, training=False, dropout_seed=None):
         """Returns the pair `(x1, x2)` that `call` maps to `outputs = (y2, y1)`."""
         self._check_pair(outputs, "outputs")
-        y2, y1 = (tf.convert_to_tensor(t, dtype=self.compute_dtype) for t in outputs)
+        y2, y1 = (tf.convert_to_tensor(t) for t in outputs)
         for index, tensor in enumerate(outputs):
             validation.check_channels(tensor, self.out_channels, f"outputs[{index}]", self.name)
-        x2 = self.psi.inverse(y2)
-        if self.pad:
-            x2 = self._project_onto_padding(x2)
-        fx2 = self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
-                              update_statistics=False)
-        x1 = self.psi.inverse(y1 - tf.cast(fx2, y1.dtype))
-        if self.pad:
-            merged = self.injective_pad.inverse(tf.concat([x1, x2], axis=-1))
-            c1 = self.input_halves[0]
-            x1, x2 = merged[..., :c1], merged[..., c1:]
-        return x1, x2
-
-    def _project_onto_padding(self, x2):
-        # Channels of x2 at or after this index came from the zero padding.
-        data_channels = max(sum(self.input_halves) - self.out_channels, 0)
-        zeros = tf.zeros_like(x2[..., data_channels:])
-        return tf.concat([x2[..., :data_channels], zeros], axis=-1)
+        x2 = self.second_input(y2)
+        fx2 = self.residual(x2, training=training, dropout_seed=dropout_seed,
+                            update_statistics=False)
+        return self.unpad((self.first_input(y1, fx2), x2))
 
     def compute_output_shape(self, input_shape):
         shape2 = tuple(input_shape[1])
@@ -182,5 +222,6 @@ class IRevBlock(keras.layers.Layer):
             "mult": self.mult, "dropout_rate": self.dropout_rate,
             "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon, "seed": self.seed,
             "bottleneck_dtype": self.bottleneck_dtype,
+            "fraction_bits": self.grid.fraction_bits,
         })
         return config

@@ -36,7 +36,9 @@ class InjectivePad(keras.layers.Layer):
 
     def inverse(self, outputs):
         """Drops the last `pad` channels."""
-        outputs = tf.convert_to_tensor(outputs, dtype=self.compute_dtype)
+        outputs = tf.convert_to_tensor(outputs)
+        if outputs.dtype.is_floating:  # Integer (exact-stream) tensors keep their dtype.
+            outputs = tf.cast(outputs, self.compute_dtype)
         validation.check_rank4(outputs, "outputs", self.name)
         channels = outputs.shape[-1]
         if channels is not None and channels <= self.pad:

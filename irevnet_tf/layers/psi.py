@@ -43,7 +43,9 @@ class Psi(keras.layers.Layer):
 
     def inverse(self, outputs):
         """Exact inverse of `call`: depth-to-space."""
-        outputs = tf.convert_to_tensor(outputs, dtype=self.compute_dtype)
+        outputs = tf.convert_to_tensor(outputs)
+        if outputs.dtype.is_floating:  # Integer (exact-stream) tensors keep their dtype.
+            outputs = tf.cast(outputs, self.compute_dtype)
         validation.check_rank4(outputs, "outputs", self.name)
         if self.block_size == 1:
             return outputs

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from irevnet_tf.layers import IRevBlock
+from irevnet_tf.layers import IRevBlock, StreamRangeError
 from tests import helpers, reference
 
 # (halves, out_channels, stride, first): injective first block with odd halves (a 3-channel
@@ -34,10 +34,54 @@ def test_forward_matches_numpy_reference(halves, out_channels, stride, first):
     y2, y1 = block((x1, x2), training=False)
     ref2, ref1 = reference.block_forward(
         x1.numpy(), x2.numpy(), helpers.bottleneck_weights(block.bottleneck), out_channels,
-        stride, preactivation=not first)
+        stride, preactivation=not first, fraction_bits=block.grid.fraction_bits)
     np.testing.assert_allclose(y2.numpy(), ref2, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(y1.numpy(), ref1, rtol=1e-10, atol=1e-10)
     assert block.is_injective == (stride == 1 and 2 * out_channels > sum(halves))
+
+
+def _grid_pair(block, halves, seed, batch=3):
+    """Integer grid points of a random pair (the exact stream's representation)."""
+    return tuple(block.grid.quantize(t) for t in _pair(halves, seed, batch))
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "float64"])
+@pytest.mark.parametrize("halves,out_channels,stride,first", CASES)
+def test_integer_stream_is_the_rounded_reference_and_inverts_bit_for_bit(
+        halves, out_channels, stride, first, policy):
+    block = IRevBlock(out_channels, stride=stride, first=first, mult=2,
+                      dtype="float64" if policy == "float64" else "float32",
+                      bottleneck_dtype=policy)
+    block.build([(None, 8, 8, halves[0]), (None, 8, 8, halves[1])])
+    helpers.randomize_batch_norms(block, seed=3)
+    x1, x2 = _grid_pair(block, halves, seed=4)
+    y2, y1 = block((x1, x2), training=False)
+    assert y1.dtype == y2.dtype == tf.int32
+    # Against numpy: F in float64 on the same grid values, rounded onto the grid. F in
+    # float32/bfloat16 is off float64 by its rounding, which moves few grid points by one.
+    scale = block.grid.scale
+    ref2, ref1 = reference.block_forward(
+        x1.numpy() / scale, x2.numpy() / scale, helpers.bottleneck_weights(block.bottleneck),
+        out_channels, stride, preactivation=not first, fraction_bits=block.grid.fraction_bits)
+    np.testing.assert_array_equal(y2.numpy(), ref2 * scale)
+    tolerance = {"float64": 0, "float32": 2, "mixed_bfloat16": 0.05 * scale}[policy]
+    np.testing.assert_allclose(y1.numpy(), ref1 * scale, rtol=0, atol=tolerance)
+    r1, r2 = block.inverse((y2, y1))
+    np.testing.assert_array_equal(r1.numpy(), x1.numpy())
+    np.testing.assert_array_equal(r2.numpy(), x2.numpy())
+
+
+def test_range_errors_name_the_block():
+    block = _build((2, 2), 8, 2, False)
+    x1, x2 = _grid_pair(block, (2, 2), seed=5)
+    huge = x1 + (2 ** 30 - 10)  # Inside int32, but the sum with F's output leaves the range.
+    with pytest.raises((StreamRangeError, tf.errors.InvalidArgumentError),
+                       match=f"{block.name}: .*exact stream's range .*fraction_bits"):
+        block((huge, x2))
+    block.bottleneck.conv3.kernel.assign(np.full(block.bottleneck.conv3.kernel.shape, np.nan))
+    with pytest.raises((StreamRangeError, tf.errors.InvalidArgumentError),
+                       match=f"{block.name}: F's output is not finite"):
+        block((x1, x2))
 
 
 @pytest.mark.parametrize("halves,out_channels,stride,first", CASES)
