@@ -61,20 +61,27 @@ def natural_images(count, size, channels=3, seed=0):
 IMAGE_MEAN, IMAGE_STD = 120.0, 60.0
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 def define_calibration_flag():
-    """--calibration_steps and --seed, the arguments of `calibrated_model` in the model benchmarks."""
+    """--calibration_steps, --seed and --precision, the arguments of `calibrated_model`."""
     flags.DEFINE_integer("calibration_steps", 10, "Training-mode passes that set BN statistics.")
     flags.DEFINE_integer("seed", 0, "Seed of the model's random weights.")
+    flags.DEFINE_enum("precision", "float32", PRECISIONS,
+                      "Dtype policy of the measured model (same weights and statistics in "
+                      "each: calibrated in float32, then copied).")
 
 
-def calibrated_model(name, batch_size, calibration_steps, seed=0):
+def calibrated_model(name, batch_size, calibration_steps, seed=0, precision="float32"):
     """Configuration `name` with non-trivial batch-norm statistics, and normalised test images.
 
     A fresh model's batch norms are the identity; `calibration_steps` training-mode passes
     over other natural images give them statistics like a trained model's (momentum 0.9:
     after n passes they are 1 - 0.9^n of the way there). The weights are drawn from `seed`:
     with converged statistics the round trip varies by up to 10x between draws. Returns the
-    model and `batch_size` normalised natural images (float32 numpy).
+    model (computing under `precision`, with the float32 calibration's weights and
+    statistics) and `batch_size` normalised natural images (float32 numpy).
     """
     import keras
     import tensorflow as tf
@@ -88,7 +95,7 @@ def calibrated_model(name, batch_size, calibration_steps, seed=0):
     for step in range(calibration_steps):
         model.encode(tf.constant(np.roll(calibration, step, axis=0)), training=True)
     images = (natural_images(batch_size, height, channels) - IMAGE_MEAN) / IMAGE_STD
-    return model, images.astype(np.float32)
+    return model.with_dtype_policy(precision), images.astype(np.float32)
 
 
 def time_call(function, repeats, warmup=2):

@@ -30,6 +30,8 @@ flags.DEFINE_integer("batch_size", 2, "Images in the batch.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, images and labels.")
 flags.DEFINE_bool("randomize_batch_norm", False,
                   "Random batch-norm gamma/beta (as in a trained model) instead of 1 and 0.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Dtype policy of the reversible and plain models (same weights).")
 flags.DEFINE_string("output", "", "Write the result as JSON to this file.")
 
 
@@ -41,14 +43,16 @@ def main(argv):
     result = gradient_error.gradient_errors(
         config_name=FLAGS.config, image_size=FLAGS.image_size or None,
         batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-        randomize_batch_norm=FLAGS.randomize_batch_norm)
+        randomize_batch_norm=FLAGS.randomize_batch_norm, precision=FLAGS.precision)
     print(f"{FLAGS.config} blocks {tuple(result['blocks'])} at {result['image_size']}px, "
-          f"batch {result['batch_size']}, float32 gradients vs float64 plain autodiff:")
-    print(f"{'gradient':>10} {'concatenated':>13} {'worst variable':>15} {'median var.':>12}"
+          f"batch {result['batch_size']}, {FLAGS.precision} gradients:")
+    print(f"{'gradient':>22} {'concatenated':>13} {'worst variable':>15} {'median var.':>12}"
           f"  worst variable")
-    for label in ("reversible", "plain"):
+    for label, title in (("reversible_vs_plain", "reversible vs plain"),
+                         ("reversible", "reversible vs float64"),
+                         ("plain", "plain vs float64")):
         r = result[label]
-        print(f"{label:>10} {r['relative_error']:13.3e} {r['worst_variable_error']:15.3e} "
+        print(f"{title:>22} {r['relative_error']:13.3e} {r['worst_variable_error']:15.3e} "
               f"{r['median_variable_error']:12.3e}  {r['worst_variable']}")
     if FLAGS.output:
         directory = os.path.dirname(os.path.abspath(FLAGS.output))

@@ -26,7 +26,8 @@ CONFIGS = {
 
 _ARGUMENTS = ("blocks", "strides", "channels", "init_ds", "mult", "dropout_rate",
               "num_classes", "input_shape", "include_top", "bn_momentum", "bn_epsilon",
-              "head_bn_momentum", "reversible", "seed", "name", "dtype")
+              "head_bn_momentum", "reversible", "seed", "fraction_bits", "inference_chunk",
+              "name", "dtype")
 
 
 def config_names():

@@ -42,6 +42,29 @@ def _compiled(model, direction):
     return functions[direction]
 
 
+def _in_chunks(function, tensor, chunk, output_channels, output_dtype, scale):
+    """`function` on `tensor` `chunk` images at a time (the last chunk zero-padded).
+
+    Each image then goes through kernels of one shape, [chunk, ...], whatever the batch:
+    convolution kernels pick their algorithm (and so their order of summation) by shape,
+    including the batch size, so F's bits, and the grid points rounded from them, can
+    otherwise differ by batch. `scale` maps the input's height and width to the output's.
+    """
+    count = tf.shape(tensor)[0]
+    padding = (chunk - count % chunk) % chunk
+    tensor = tf.pad(tensor, [[0, padding], [0, 0], [0, 0], [0, 0]])
+    height, width = tensor.shape[1], tensor.shape[2]
+    chunks = tf.reshape(tensor, [-1, chunk, *tensor.shape[1:]]) if None not in (
+        height, width) else tf.reshape(tensor, tf.concat([[-1, chunk], tf.shape(tensor)[1:]], 0))
+    out_shape = [chunk, None if height is None else int(height * scale),
+                 None if width is None else int(width * scale), output_channels]
+    outputs = tf.map_fn(function, chunks,
+                        fn_output_signature=tf.TensorSpec(out_shape, output_dtype))
+    shape = tf.shape(outputs)
+    outputs = tf.reshape(outputs, tf.concat([[shape[0] * chunk], shape[2:]], 0))
+    return outputs[:count]
+
+
 def _positive_int_tuple(value, argument):
     try:
         items = tuple(value)
@@ -93,6 +116,12 @@ class IRevNet(keras.Model):
             outputs (memory independent of depth) instead of storing them.
         seed: seed for dropout masks.
         fraction_bits: k of the stream's grid 2**-k (range +-2**(30-k)); see `FixedPoint`.
+        inference_chunk: None (the default) runs `encode`/`decode` on the whole batch at
+            once, which is exact whenever `decode` sees the batch `encode` saw. An int c
+            runs them c images at a time, so that each image's bits are the same in any
+            batch: decode one image of an encoded batch, or let a server batch requests
+            (convolutions pick their algorithm by shape, batch size included, and a
+            different summation order can move a grid point).
 
     Example:
     >>> model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
@@ -104,7 +133,8 @@ class IRevNet(keras.Model):
     def __init__(self, blocks, strides, channels, init_ds=2, mult=4, dropout_rate=0.0,
                  num_classes=1000, input_shape=(224, 224, 3), include_top=True,
                  bn_momentum=0.9, bn_epsilon=1e-5, head_bn_momentum=0.1, reversible=True,
-                 seed=None, fraction_bits=DEFAULT_FRACTION_BITS, **kwargs):
+                 seed=None, fraction_bits=DEFAULT_FRACTION_BITS, inference_chunk=None,
+                 **kwargs):
         kwargs.setdefault("name", "irevnet")
         # Images stay in float32 (the variable dtype) until they are quantised, instead of
         # being rounded to bfloat16/float16 first.
@@ -138,6 +168,11 @@ class IRevNet(keras.Model):
         self.reversible = bool(reversible)
         self.seed = seed
         self.grid = FixedPoint(fraction_bits)
+        if inference_chunk is not None and (isinstance(inference_chunk, bool) or not isinstance(
+                inference_chunk, int) or inference_chunk < 1):
+            raise ValueError(f"IRevNet: `inference_chunk` must be None (whole batches) or an "
+                             f"int >= 1 (images per chunk), got {inference_chunk!r}.")
+        self.inference_chunk = inference_chunk
 
         self.downsampling = max(init_ds, 1)
         for stride in self.strides:
@@ -197,6 +232,20 @@ class IRevNet(keras.Model):
                     f"IRevNet: stage {stage} has stride 1, so `channels[{stage - 1}]` must be "
                     f"at least the incoming half width ({total / 2:g}), got {width}.")
             total = 2 * width
+
+    def with_dtype_policy(self, policy):
+        """A copy of this model (same weights) computing under dtype policy `policy`:
+        "float32", "mixed_bfloat16" (TPUs, AMX CPUs) or "mixed_float16" (GPUs). The
+        stream stays exact in each; only F and the head change precision."""
+        accepted = ("float32", "mixed_bfloat16", "mixed_float16", "float64")
+        if policy not in accepted:
+            raise ValueError(f"{self.name}: `policy` must be one of {', '.join(accepted)}, "
+                             f"got {policy!r}.")
+        if policy == self.dtype_policy.name:
+            return self
+        copy = type(self).from_config({**self.get_config(), "dtype": policy})
+        copy.set_weights(self.get_weights())
+        return copy
 
     def _trackable_children(self, save_type="checkpoint", **kwargs):
         # Keras 3 keeps `self.stack` as its own TrackedList, which TensorFlow's object graph
@@ -284,6 +333,12 @@ class IRevNet(keras.Model):
         return tf.concat(list(pair), axis=-1)
 
     def _encode_inference(self, images):
+        if self.inference_chunk:
+            return _in_chunks(self._encode_batch, images, self.inference_chunk,
+                              2 * self.channels[-1], tf.int32, 1 / self.downsampling)
+        return self._encode_batch(images)
+
+    def _encode_batch(self, images):
         pair = self.stem(self.grid.quantize(images, self.name, "images"))
         pair = reversible_lib.plain_stack(self.stack, pair, [None] * len(self.stack),
                                           training=False)
@@ -313,6 +368,12 @@ class IRevNet(keras.Model):
 
     def _decode_inference(self, phi):
         phi = self.grid.quantize(phi, f"{self.name}.decode", "phi")
+        if self.inference_chunk:
+            return _in_chunks(self._decode_batch, phi, self.inference_chunk,
+                              self.image_shape[-1], self.float_dtype, self.downsampling)
+        return self._decode_batch(phi)
+
+    def _decode_batch(self, phi):
         half = self.channels[-1]
         pair = (phi[..., :half], phi[..., half:])
         for block in reversed(self.stack):
@@ -370,6 +431,7 @@ class IRevNet(keras.Model):
             "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
             "head_bn_momentum": self.head_bn_momentum, "reversible": self.reversible,
             "seed": self.seed, "fraction_bits": self.grid.fraction_bits,
+            "inference_chunk": self.inference_chunk,
         })
         return config
 

@@ -20,7 +20,10 @@ pixels in [0, 255], NHWC):
       units already; only level "stage" is available.
 
 `load_invertible_model(path)` picks the right one. All methods work in batches of
-`batch_size` examples and return float32 numpy arrays.
+`batch_size` examples and return float32 numpy arrays. Features and representations are in
+real units (the stream's int32 grid points times 2**-fraction_bits), so that they can be
+interpolated and fed to classifiers; `decode` rounds them back onto the grid, which for
+features from `encode` is exact.
 """
 
 import json
@@ -182,15 +185,18 @@ class KerasInvertibleModel(InvertibleModel):
         mean_tensor = tf.constant(self.mean)
         std_tensor = tf.constant(self.std)
 
+        def real(grid_points):
+            return tf.cast(model.dequantize(grid_points), tf.float32)
+
         def encode(pixels):
-            return tf.cast(model.encode((pixels - mean_tensor) / std_tensor), tf.float32)
+            return real(model.encode((pixels - mean_tensor) / std_tensor))
 
         def decode(features):
             return tf.cast(model.decode(features), tf.float32) * std_tensor + mean_tensor
 
         def representations(pixels, level):
             normalised = (pixels - mean_tensor) / std_tensor
-            return [tf.cast(output, tf.float32) for output in
+            return [real(output) for output in
                     model.intermediate_representations(normalised, level=level)]
 
         # Graph functions: one trace per batch shape, instead of eager op-by-op calls.
@@ -270,6 +276,11 @@ class SavedModelInvertibleModel(InvertibleModel):
                              f"{image_spec.shape}; pass `image_size` to fix the height and "
                              "width.")
         super().__init__(shape, source, _find_run_config(self.export_dir), batch_size)
+        bits = getattr(self._loaded, "fraction_bits", None)
+        # Exports older than the integer stream have float features (scale 1).
+        self._scale = 1.0 if bits is None else float(2 ** int(bits.numpy()))
+        self._feature_dtype = _signature_input(self._decode_signature, "features", "decode",
+                                               source).dtype
         self.levels = ("stage",) if self._stages_signature is not None else ()
         if self._stages_signature is not None:
             outputs = self._stages_signature.structured_outputs
@@ -280,17 +291,22 @@ class SavedModelInvertibleModel(InvertibleModel):
         self.check_level(level)
         return list(self._stage_names)
 
+    def _real(self, grid_points):
+        return tf.cast(grid_points, tf.float32) / self._scale
+
     def _encode_batch(self, pixels):
-        return self._call(self._encode_signature, "images", pixels,
-                          self._encode_batch_size)["features"]
+        return self._real(self._call(self._encode_signature, "images", pixels,
+                                     self._encode_batch_size)["features"])
 
     def _decode_batch(self, features):
+        if self._feature_dtype.is_integer:  # Real units -> grid points (exact on encode's).
+            features = tf.cast(tf.round(tf.cast(features, tf.float64) * self._scale), tf.int32)
         return self._call(self._decode_signature, "features", features,
                           self._decode_batch_size)["images"]
 
     def _representations_batch(self, pixels, level):
         outputs = self._call(self._stages_signature, "images", pixels, self._encode_batch_size)
-        return [outputs[name] for name in self._stage_names]
+        return [self._real(outputs[name]) for name in self._stage_names]
 
     @staticmethod
     def _call(signature, argument, batch, fixed_batch_size):

@@ -1,28 +1,18 @@
-"""Where the float32 round-trip error of decode(encode(x)) comes from (benchmarks/round_trip_error.py).
+"""Measures what the exact stream promises: decode(encode(x)) against x, and the range it uses.
 
-Each block inverts exactly in real arithmetic; in float32, `decode(encode(x))` misses x by
-the rounding of both passes, amplified block after block by the bottlenecks' gain. This
-module splits that error with a float64 copy of the same model (same weights and
-statistics), whose arithmetic is exact at this scale:
+Used by benchmarks/round_trip_error.py and the full-depth exactness tests. For a model and a
+batch of images (floats, in the model's input units):
 
-- `encode32 -> decode32`: what users get.
-- `encode32 -> decode64`: the float32 Phi decoded exactly: the encode's share.
-- `encode64 -> float32 -> decode32`: an exact Phi, stored in float32, decoded in float32:
-  the decode's share.
-- `encode64 -> float32 -> decode64`: only the float32 storage of Phi: the floor that the
-  representation itself sets.
-- `encode64 -> decode64`: float64 throughout, Phi kept in float64: what a model whose
-  float32 round trip is not enough can get from its float64 copy.
-
-and measures two local figures:
-
-- each block inverted in float32 from its exact float32 output (what the encode produced),
-  in units of float32 rounding of the output (2^-24 max|output|): about 1 when the decode
-  repeats the encode's arithmetic bit for bit, so a block's inverse loses nothing that the
-  addition `y1 = F(x2) + psi(x1)` did not already round away;
-- each block's F in float32 against float64 on the same input (relative rms and max): the
-  rounding of the convolutions, which no longer cancels once the decode evaluates F on an
-  input that differs from the encode's in the last bits.
+- `bit_exact` / `differing_values`: `decode(encode(x))` against the grid points of x
+  (`dequantize(quantize(x))`), compared bit for bit; the only rounding between an image and
+  Phi is that quantisation.
+- `input_relative_error`: `max|decode(encode(x)) - x| / max|x|` for x off the grid: the
+  quantisation alone (at most 2**-(k+1) / max|x|).
+- `batch_independent`: each image decoded alone equals its row of the batch's decode (and its
+  Phi encoded alone equals its row of the batch's Phi): whether the kernels give the same
+  bits at another batch size.
+- `largest_stream_value` / `range_headroom`: the largest |value| anywhere in the stream
+  (every block's output pair) against the format's range +-2**(30-k).
 """
 
 import numpy as np
@@ -30,16 +20,10 @@ import tensorflow as tf
 
 from irevnet_tf.model import IRevNet
 
-FLOAT32_UNIT = 2.0 ** -24  # Half the spacing of float32 numbers in [1, 2).
-
 
 def float64_copy(model):
     """The same IRevNet (configuration, weights, batch-norm statistics) computing in float64."""
-    config = dict(model.get_config(), dtype="float64")
-    twin = IRevNet.from_config(config)
-    twin.set_weights([w.astype(np.float64) if w.dtype == np.float32 else w
-                      for w in model.get_weights()])
-    return twin
+    return model.with_dtype_policy("float64")
 
 
 def _relative_max_error(restored, images):
@@ -49,56 +33,46 @@ def _relative_max_error(restored, images):
 
 def smallest_moving_variance(model):
     """The smallest moving variance of any batch norm in the model: how close one is to
-    collapse, where its inference scale 1/sqrt(variance + epsilon) amplifies rounding most."""
+    collapse, where its inference scale 1/sqrt(variance + epsilon) is largest."""
     return min(float(np.min(variable.numpy())) for variable in model.variables
                if variable.path.endswith("moving_variance"))
 
 
-def round_trip_budget(model, images, twin=None):
-    """The five round trips of the module docstring, as max|restored - x| / max|x|."""
-    twin = twin or float64_copy(model)
-    images32 = tf.constant(images, tf.float32)
-    phi32 = model.encode(images32)
-    phi64 = twin.encode(tf.cast(images32, tf.float64))
-    stored = tf.cast(tf.cast(phi64, tf.float32), tf.float64)
-    return {
-        "encode32_decode32": _relative_max_error(model.decode(phi32), images32),
-        "encode32_decode64": _relative_max_error(twin.decode(tf.cast(phi32, tf.float64)),
-                                                 images32),
-        "encode64_decode32": _relative_max_error(model.decode(tf.cast(stored, tf.float32)),
-                                                 images32),
-        "encode64_decode64": _relative_max_error(twin.decode(stored), images32),
-        "float64_throughout": _relative_max_error(twin.decode(phi64), images32),
-        "phi32_relative_error": _relative_max_error(phi32, phi64),
+def largest_stream_value(model, images):
+    """The largest |value| (real units) of the stem's pair and of every block's output."""
+    grid = model.grid
+    representations = model.intermediate_representations(tf.constant(images), level="block")
+    largest = max(int(tf.reduce_max(tf.abs(r))) for r in representations)
+    return largest / grid.scale
+
+
+def exactness_report(model, images, check_batch_independence=True):
+    """The figures of the module docstring for `model` on `images` (numpy, NHWC)."""
+    if not isinstance(model, IRevNet):
+        raise TypeError(f"exactness_report: `model` must be an IRevNet, got "
+                        f"{type(model).__name__}.")
+    images = tf.constant(images, model.float_dtype)
+    on_grid = model.dequantize(model.grid.quantize(images)).numpy()
+    phi = model.encode(images)
+    restored = model.decode(phi).numpy()
+    differing = int(np.sum(restored != on_grid))
+    largest = largest_stream_value(model, images)
+    report = {
+        "bit_exact": differing == 0,
+        "differing_values": differing,
+        "input_relative_error": _relative_max_error(restored, images),
+        "fraction_bits": model.grid.fraction_bits,
+        "largest_phi_value": float(np.max(np.abs(model.dequantize(phi).numpy()))),
+        "largest_stream_value": largest,
+        "range": model.grid.max_value,
+        "range_headroom": model.grid.max_value / largest if largest else float("inf"),
+        "smallest_moving_variance": smallest_moving_variance(model),
+        "compute_dtype": model.dtype_policy.compute_dtype,
     }
-
-
-def block_figures(model, images, twin=None):
-    """Per block: float32 inversion error from the exact output (in float32 units of the
-    output's maximum) and F's float32 rounding against float64 (relative rms and max)."""
-    twin = twin or float64_copy(model)
-    pairs = [tf.constant(p) for p in model.intermediate_representations(
-        tf.constant(images, tf.float32), level="block")]
-    inverse = tf.function(lambda block, pair: block.inverse(pair, training=False))
-    bottleneck = tf.function(lambda block, x: block.bottleneck(x, training=False))
-    figures = []
-    for block, twin_block, before, after in zip(model.stack, twin.stack, pairs[:-1], pairs[1:]):
-        width = block.out_channels
-        rebuilt = tf.concat(inverse(block, (after[..., :width], after[..., width:])), axis=-1)
-        unit = FLOAT32_UNIT * float(tf.reduce_max(tf.abs(after)))
-        # F's input, as the block's call forms it: x2 after the injective padding.
-        x2 = before[..., block.input_halves[0]:]
-        if block.pad:
-            x2 = block.injective_pad(before)[..., block.out_channels:]
-        f32 = bottleneck(block, x2).numpy().astype(np.float64)
-        f64 = bottleneck(twin_block, tf.cast(x2, tf.float64)).numpy()
-        difference = f32 - f64
-        figures.append({
-            "block": block.name,
-            "inversion_error_units": float(np.max(np.abs(rebuilt - before))) / unit,
-            "f_relative_rms_error": float(np.sqrt(np.mean(difference ** 2))
-                                          / max(np.sqrt(np.mean(f64 ** 2)), 1e-300)),
-            "f_relative_max_error": float(np.max(np.abs(difference))
-                                          / max(np.max(np.abs(f64)), 1e-300)),
-        })
-    return figures
+    if check_batch_independence:
+        phi_alone = [model.encode(images[i:i + 1]) for i in range(int(images.shape[0]))]
+        decoded_alone = [model.decode(phi[i:i + 1]).numpy() for i in range(int(phi.shape[0]))]
+        report["batch_independent"] = bool(
+            all(np.array_equal(a.numpy(), b) for a, b in zip(phi_alone, phi.numpy()[:, None]))
+            and all(np.array_equal(a, b) for a, b in zip(decoded_alone, restored[:, None])))
+    return report

@@ -5,7 +5,7 @@ Both speak numpy: `encode(images)`, `decode(features)`, `classify(images)`,
 `predict(signature_name, {input name: array})`. Pixels are float32 in [0, 255], NHWC.
 
     client = RestClient("http://localhost:8501", model_name="irevnet")
-    features = client.encode(images)           # [N, h, w, c] float32
+    features = client.encode(images)           # [N, h, w, c] int32 grid points
     images_back = client.decode(features)      # equals images up to float rounding
     top5 = client.classify_image_bytes([open("cat.jpg", "rb").read()])["classes"]
 
@@ -68,9 +68,9 @@ class ServingClient:
         return self.predict(names.ENCODE, {names.IMAGES: _float_images(images)})[names.FEATURES]
 
     def decode(self, features):
-        """`decode`: features -> pixels (the inverse of `encode`, not clipped to [0, 255])."""
-        outputs = self.predict(names.DECODE,
-                               {names.FEATURES: _float_images(features, "features")})
+        """`decode`: features (int32 grid points from `encode`) -> pixels (float32, the
+        exact inverse, not clipped to [0, 255])."""
+        outputs = self.predict(names.DECODE, {names.FEATURES: _grid_points(features)})
         return outputs[names.IMAGES]
 
     def encode_stages(self, images):
@@ -88,10 +88,24 @@ def _float_images(array, argument="images"):
     return array.astype(np.float32)
 
 
+def _grid_points(array):
+    array = np.asarray(array)
+    if array.ndim != 4:
+        raise ValueError(f"`features` must be a rank-4 NHWC array (batch, height, width, "
+                         f"channels), got shape {array.shape}.")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"`features` must be the int32 grid points that `encode` returns, got "
+                        f"dtype {array.dtype}; round float features f to "
+                        f"np.round(f * 2**fraction_bits) first.")
+    return array.astype(np.int32)
+
+
 def _output_array(name, value):
     array = np.asarray(value)
     if name in names.INTEGER_OUTPUTS:
         return array.astype(np.int32)
+    if name in names.UINT8_OUTPUTS:
+        return array.astype(np.uint8)
     if array.dtype.kind in "fiu":
         return array.astype(np.float32)
     return array
@@ -214,7 +228,7 @@ def _rows(inputs):
 
 def _only_output_name(signature_name):
     """The output name of a single-output signature (TF Serving's JSON then drops the name)."""
-    single = {names.ENCODE: names.FEATURES, names.DECODE: names.IMAGES}
+    single = {names.ENCODE: names.FEATURES}
     return single.get(signature_name, "output")
 
 

@@ -51,8 +51,13 @@ def load_inputs(signature, paths):
                              "--signature=classify_image_bytes for image files).")
         array = np.load(path, allow_pickle=False)
         arrays.append(array[None] if array.ndim == 3 else array)
-    name = names.FEATURES if signature == names.DECODE else names.IMAGES
-    return {name: np.concatenate(arrays, axis=0).astype(np.float32)}
+    batch = np.concatenate(arrays, axis=0)
+    if signature == names.DECODE:  # int32 grid points, as `encode` returned them.
+        if not np.issubdtype(batch.dtype, np.integer):
+            raise ValueError(f"Signature 'decode' takes the int32 grid points that 'encode' "
+                             f"returns, got dtype {batch.dtype} in {', '.join(paths)}.")
+        return {names.FEATURES: batch.astype(np.int32)}
+    return {names.IMAGES: batch.astype(np.float32)}
 
 
 def summarise(outputs):

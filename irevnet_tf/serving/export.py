@@ -64,7 +64,7 @@ def resolve_version(export_dir, version=None, overwrite=False):
 def export_saved_model(model, run_config, export_dir, version=None, overwrite=False,
                        warmup=True, model_name=DEFAULT_MODEL_NAME,
                        crop_fraction=signatures_lib.DEFAULT_CROP_FRACTION,
-                       top_k=signatures_lib.DEFAULT_TOP_K):
+                       top_k=signatures_lib.DEFAULT_TOP_K, precision=None):
     """Writes `model` with its serving signatures to `<export_dir>/<version>/`; returns that path.
 
     Args:
@@ -77,6 +77,9 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
             tensorflow-serving-api).
         model_name: the name the warm-up requests address (TF Serving's MODEL_NAME).
         crop_fraction, top_k: see `ServingModule`.
+        precision: the dtype policy the export computes F and the head in: "float32",
+            "mixed_bfloat16" (AMX CPUs, TPUs) or "mixed_float16"; default the model's.
+            Any of them is exact: `decode(encode(x))` gives x's grid points back.
     """
     if warmup:
         warmup_lib.require_serving_api()  # Before anything is written.
@@ -89,6 +92,8 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
         logging.warning("export: run configuration num_classes %d differs from the model's "
                         "%d; the classifier has %d outputs.", run_config.num_classes,
                         model.num_classes, model.num_classes)
+    if precision is not None:
+        model = model.with_dtype_policy(precision)
     module = signatures_lib.ServingModule(
         model, image_size=run_config.image_size, mean=run_config.mean, std=run_config.std,
         crop_fraction=crop_fraction, top_k=top_k)
@@ -141,6 +146,9 @@ def _write_metadata(saved_model_dir, module, run_config, version):
         "mean": module.mean.tolist(),
         "std": module.std.tolist(),
         "feature_shape": list(module.feature_shape),
+        "feature_dtype": module.model.phi_dtype.name,
+        "fraction_bits": module.model.grid.fraction_bits,
+        "compute_dtype": module.model.dtype_policy.compute_dtype,
         "crop_fraction": module.crop_fraction,
         "top_k": module.top_k,
         "signatures": {

@@ -1,15 +1,21 @@
 """ServingModule: an IRevNet wrapped as a tf.Module whose tf.functions are the serving signatures.
 
-Every signature takes and returns float32 (or tf.string) tensors with a dynamic batch
-dimension, so that REST (JSON, no bfloat16) and gRPC clients can call it, and it runs the
-model in inference mode. Pixels at the boundary are in [0, 255], NHWC; the normalisation
-`(pixels - mean) / std` the model was trained with happens inside.
+Every signature takes and returns float32, int32, uint8 (or tf.string) tensors with a
+dynamic batch dimension, so that REST (JSON, no bfloat16) and gRPC clients can call it, and
+it runs the model in inference mode. Pixels at the boundary are in [0, 255], NHWC; the
+normalisation `(pixels - mean) / std` the model was trained with happens inside.
 
     serving_default        images [N, H, W, C] -> logits, probabilities, classes, scores
     classify_image_bytes   image_bytes [N] (encoded JPEG/PNG/GIF/BMP) -> as serving_default
-    encode                 images -> features (Phi, the full representation)
-    decode                 features -> images (the inverse of encode; not clipped)
-    encode_stages          images -> stage_0 (after the stem) ... stage_K (after stage K)
+    encode                 images -> features (Phi: int32 grid points of the exact stream)
+    decode                 features (int32) -> images (float32 pixels, the exact inverse,
+                           not clipped) and pixels (uint8: images rounded and clipped, so
+                           integer pixel images come back as the identical integers)
+    encode_stages          images -> stage_0 (after the stem) ... stage_K (after stage K),
+                           int32 grid points
+
+Grid points n stand for n * 2**-fraction_bits; the module's variable `fraction_bits` (and
+the export's metadata) records k, so `features * 2.0**-k` is Phi in real units.
 
 A model built with `include_top=False` has no classifier: its `serving_default` is
 `encode` and there is no `classify_image_bytes`.
@@ -31,8 +37,10 @@ IMAGES = "images"
 IMAGE_BYTES = "image_bytes"
 FEATURES = "features"
 CLASSIFICATION_OUTPUTS = ("logits", "probabilities", "classes", "scores")
-# Only `classes` is an integer; every other output is float32.
-INTEGER_OUTPUTS = ("classes",)
+PIXELS = "pixels"
+# int32 outputs (grid points and classes) and the uint8 pixels; every other one is float32.
+INTEGER_OUTPUTS = ("classes", FEATURES)
+UINT8_OUTPUTS = (PIXELS,)
 
 PIXEL_RANGE = (0.0, 255.0)
 DEFAULT_TOP_K = 5
@@ -112,10 +120,15 @@ class ServingModule(tf.Module):
         side = self.image_size // model.downsampling
         self.feature_shape = (side, side, 2 * model.channels[-1])
         self.num_stages = len(model.stage_ends)
+        # Saved with the module (tf.saved_model.load(path).fraction_bits) so that a user of
+        # the export alone can turn grid points into real values.
+        self.fraction_bits = tf.Variable(model.grid.fraction_bits, trainable=False,
+                                         dtype=tf.int32, name="fraction_bits")
 
         image_spec = tf.TensorSpec([None, self.image_size, self.image_size, channels],
                                    tf.float32, name=IMAGES)
-        feature_spec = tf.TensorSpec([None, *self.feature_shape], tf.float32, name=FEATURES)
+        feature_spec = tf.TensorSpec([None, *self.feature_shape], model.phi_dtype,
+                                     name=FEATURES)
         bytes_spec = tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)
         # Attributes (not only signatures) so that tf.saved_model.load(...).encode(x) works too.
         self.encode = tf.function(self._encode, input_signature=[image_spec])
@@ -153,18 +166,20 @@ class ServingModule(tf.Module):
     def _encode(self, images):
         features = self.model.encode(self.normalise(self._checked_images(images)),
                                      training=False)
-        return {FEATURES: tf.cast(features, tf.float32)}
+        return {FEATURES: features}
 
     def _decode(self, features):
         features = tf.ensure_shape(features, [None, *self.feature_shape],
                                    name="check_features_shape")
-        return {IMAGES: self.denormalise(self.model.decode(features))}
+        images = self.denormalise(self.model.decode(features))
+        # The grid is finer than a pixel (std * 2**-k), so rounding recovers integer pixels.
+        pixels = tf.cast(tf.clip_by_value(tf.round(images), *PIXEL_RANGE), tf.uint8)
+        return {IMAGES: images, PIXELS: pixels}
 
     def _encode_stages(self, images):
         stages = self.model.intermediate_representations(
             self.normalise(self._checked_images(images)), level="stage")
-        return {stage_output_name(index): tf.cast(stage, tf.float32)
-                for index, stage in enumerate(stages)}
+        return {stage_output_name(index): stage for index, stage in enumerate(stages)}
 
     def _classify(self, images):
         logits = self.model(self.normalise(self._checked_images(images)), training=False)
@@ -215,7 +230,7 @@ class ServingModule(tf.Module):
     def output_names(self):
         """`{signature name: tuple of output names}`."""
         stages = tuple(stage_output_name(i) for i in range(self.num_stages + 1))
-        names = {ENCODE: (FEATURES,), DECODE: (IMAGES,), ENCODE_STAGES: stages}
+        names = {ENCODE: (FEATURES,), DECODE: (IMAGES, PIXELS), ENCODE_STAGES: stages}
         if self.model.include_top:
             names[SERVING_DEFAULT] = CLASSIFICATION_OUTPUTS
             if CLASSIFY_IMAGE_BYTES in self.signatures():

@@ -1,0 +1,144 @@
+"""Exactness at full depth (slow): decode(encode(x)) is x's grid points bit for bit, in float32 and
+mixed_bfloat16, eagerly, in tf.function and through an exported SavedModel loaded by
+TensorFlow's graph-mode (TF1 session) loader, and the memory-saving gradient equals plain
+autodiff's.
+
+The expected values are computed independently with numpy: x rounded to the grid
+2**-fraction_bits in float64. Batch norms get statistics from 0, 10 and 60 training-mode
+passes (60 passes at momentum 0.9: 99.8 % converged), which is what made the float stream's
+round trip 100x worse; the integer stream must not care.
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from irevnet_tf import build_irevnet
+from irevnet_tf.benchmarking import gradient_error
+from irevnet_tf.serving import signatures
+from tests import reference
+
+pytestmark = pytest.mark.slow
+
+# (configuration, batch, image size of the calibration passes): irevnet301's statistics
+# come from 64x64 images (its batch norms do not depend on the size; 224x224 passes would
+# take minutes each on a CPU); its round trips run at the full 224x224.
+CASES = [("irevnet301", 8, 64), ("irevnet_cifar", 64, 32), ("irevnet_small", 64, 32)]
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def smooth_images(count, size, seed):
+    """Image-like inputs at ImageNet-normalised scale: smooth random fields in [-2.1, 2.6]."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.standard_normal((count, size // 8, size // 8, 3)).astype(np.float32)
+    fine = rng.standard_normal((count, size, size, 3)).astype(np.float32)
+    images = tf.image.resize(coarse, (size, size)).numpy() + 0.3 * fine
+    return np.clip(images, -2.1, 2.6).astype(np.float32)
+
+
+def grid_points(images, model):
+    """numpy's rounding of the images to the model's grid, as the model's float dtype."""
+    return reference.round_to_grid(images, model.grid.fraction_bits).astype(model.float_dtype)
+
+
+def assert_round_trip_bit_exact(model, images, label):
+    expected = grid_points(images, model)
+    phi = model.encode(images)
+    assert phi.dtype == tf.int32, label
+    restored = model.decode(phi).numpy()
+    differing = int(np.sum(restored != expected))
+    assert differing == 0, f"{label}: {differing} values differ from x's grid points"
+    return phi.numpy()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("name,batch,calibration_size", CASES)
+def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed):
+    keras.utils.set_random_seed(seed)
+    model = build_irevnet(name)
+    height = model.image_shape[0]
+    images = smooth_images(batch, height, seed=10 + seed)
+    calibration = smooth_images(batch, calibration_size, seed=20 + seed)
+    done = 0
+    for passes in (0, 10, 60):
+        for step in range(passes - done):
+            model.encode(np.roll(calibration, step, axis=0), training=True)
+        done = passes
+        phis = {}
+        for precision in PRECISIONS:
+            copy = model.with_dtype_policy(precision)
+            label = f"{name} seed {seed}, {passes} passes, {precision}"
+            phis[precision] = assert_round_trip_bit_exact(copy, images, label + ", tf.function")
+            tf.config.run_functions_eagerly(True)
+            try:
+                eager = assert_round_trip_bit_exact(copy, images, label + ", eager")
+            finally:
+                tf.config.run_functions_eagerly(False)
+            np.testing.assert_array_equal(eager, phis[precision])
+        # bfloat16 really computed F: its Phi is another function's.
+        assert np.any(phis["float32"] != phis["mixed_bfloat16"])
+
+
+MEAN, STD = 120.0, 60.0  # Pixels in [0, 255] -> about [-2, 2.25], as in training.
+
+
+def _export(model, directory):
+    module = signatures.ServingModule(model, mean=(MEAN,), std=(STD,))
+    tf.saved_model.save(module, directory, signatures=module.signatures())
+
+
+def _run_signature(session, meta_graph, name, inputs):
+    signature = meta_graph.signature_def[name]
+    feeds = {signature.inputs[key].name: value for key, value in inputs.items()}
+    fetches = {key: tensor.name for key, tensor in signature.outputs.items()}
+    return session.run(fetches, feed_dict=feeds)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("name,batch,calibration_size", CASES)
+def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibration_size,
+                                                           precision, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_irevnet(name)
+    calibration = smooth_images(batch, calibration_size, seed=20)
+    for step in range(60):
+        model.encode(np.roll(calibration, step, axis=0), training=True)
+    model = model.with_dtype_policy(precision)
+    directory = str(tmp_path / "export")
+    _export(model, directory)
+    # Pixel images: integers in [0, 255].
+    rng = np.random.default_rng(1)
+    size = model.image_shape[0]
+    pixels = rng.integers(0, 256, (batch, size, size, 3)).astype(np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], directory)
+        features = _run_signature(session, meta_graph, "encode", {"images": pixels})["features"]
+        outputs = _run_signature(session, meta_graph, "decode", {"features": features})
+    assert features.dtype == np.int32
+    normalised = (pixels - np.float32(MEAN)) / np.float32(STD)
+    np.testing.assert_array_equal(features, model.encode(normalised).numpy())
+    # The export's inverse: the normalised images' grid points, bit for bit, in pixels...
+    restored = (outputs["images"] - np.float32(MEAN)) / np.float32(STD)
+    np.testing.assert_allclose(restored, grid_points(normalised, model), rtol=0, atol=1e-6)
+    assert np.abs(outputs["images"] - pixels).max() <= STD * 2.0 ** -19 + 1e-4
+    # ...so the integer pixels come back as the identical integers.
+    np.testing.assert_array_equal(outputs["pixels"], pixels.astype(np.uint8))
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_reversible_gradient_equals_plain_at_full_depth(precision):
+    """irevnet301 at 64x64, batch 2, trained-like batch norms."""
+    result = gradient_error.gradient_errors("irevnet301", image_size=64, batch_size=2,
+                                            randomize_batch_norm=True, precision=precision)
+    assert result["reversible_vs_plain"]["relative_error"] <= 1e-6, result
+    assert result["reversible_vs_plain"]["worst_variable_error"] <= 1e-5, result
+    # The precision itself moves the gradient, so the comparison above is not vacuous.
+    if precision == "mixed_bfloat16":
+        assert result["plain"]["relative_error"] > 1e-4, result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(pytest.main([os.path.abspath(__file__), "-m", "slow"]))
