@@ -41,12 +41,13 @@ def test_encode_and_decode(client, trained):
     model, _ = trained
     images = pixels(2, seed=20)
     features = client.encode(images)
-    assert features.dtype == np.float32 and features.shape == (2, 4, 4, 192)
-    np.testing.assert_allclose(features, model.encode(normalise_numpy(images)).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    assert features.dtype == np.int32 and features.shape == (2, 4, 4, 192)
+    np.testing.assert_array_equal(features, model.encode(normalise_numpy(images)).numpy())
     back = client.decode(features)
     assert back.dtype == np.float32
     assert np.max(np.abs(back - images)) < 1e-5 * 255.0
+    with pytest.raises(TypeError, match="int32 grid points"):
+        client.decode(features.astype(np.float32))
 
 
 def test_classify(client, trained):
