@@ -4,11 +4,13 @@ Rerun (needs `pip install torch`, CPU build; run from the repository root):
 
     python -m tests.conversion.make_fixtures            # rewrites tests/conversion/data/*
     python -m tests.conversion.make_fixtures --check    # writes to a temporary directory
-                                                        # and reports files that would differ
+                                                        # and reports files whose content
+                                                        # (values, for checkpoints) differs
 
 and commit the files it writes under `tests/conversion/data/`. Rerun it only when a test
 needs a new file: the committed files are the fixture, and torch.save's byte output may
-change between torch versions (the tests check values, not bytes).
+change between torch versions, and for the legacy format between runs (its storages are
+named after memory addresses); the tests check names and values, not bytes.
 
 What it writes:
 
@@ -148,8 +150,11 @@ def _data_parallel(torch, module):
     return wrapped
 
 
-def _release_checkpoint(torch, module, legacy=False, nested=True):
+def _release_checkpoint(torch, module, nested=True, drop_counters=False):
     state_dict = _data_parallel(torch, module).state_dict()
+    if drop_counters:  # As torch <= 0.4.0 saved: no num_batches_tracked buffers.
+        for name in [name for name in state_dict if name.endswith("num_batches_tracked")]:
+            del state_dict[name]
     if not nested:
         return state_dict
     optimizer = torch.optim.SGD(module.parameters(), lr=0.001, momentum=0.9,
@@ -176,7 +181,8 @@ def write_release_fixture(torch, directory, name, seed, legacy=False, nested=Tru
         (k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in state.items()),
         strict=not drop_counters)
     path = os.path.join(directory, f"release_{name}.pth")
-    _save(torch, _release_checkpoint(torch, module, nested=nested), path, legacy=legacy)
+    _save(torch, _release_checkpoint(torch, module, nested=nested, drop_counters=drop_counters),
+          path, legacy=legacy)
     metadata = {"architecture": arch_name, "seed": seed, "digest": state_digest(state),
                 "format": "legacy" if legacy else "zip", "nested": nested,
                 "counters": not drop_counters}
@@ -422,13 +428,38 @@ def main(argv=None):
     try:
         checked = write_all(scratch)
         differ = [name for name in sorted(os.listdir(scratch))
-                  if not os.path.exists(os.path.join(DATA, name)) or open(
-                      os.path.join(scratch, name), "rb").read() != open(
-                      os.path.join(DATA, name), "rb").read()]
-        print(f"{checked} tensors agree; files that differ: {differ or 'none'}")
+                  if not _same_content(os.path.join(scratch, name), os.path.join(DATA, name))]
+        print(f"{checked} tensors agree; files whose content differs: {differ or 'none'}")
         return 1 if differ else 0
     finally:
         shutil.rmtree(scratch)
+
+
+def _same_content(new, old):
+    """Same bytes, or for checkpoints the same pickled structure and tensor values: the
+    legacy format names its storages after memory addresses, so its bytes vary per run."""
+    if not os.path.exists(old):
+        return False
+    with open(new, "rb") as a, open(old, "rb") as b:
+        if a.read() == b.read():
+            return True
+    if not new.endswith((".pth", ".pt")):
+        return False
+    from irevnet_tf.conversion.torch_checkpoint import load_torch_checkpoint
+
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from flat(item, f"{prefix}/{key}")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                yield from flat(item, f"{prefix}/{index}")
+        elif isinstance(value, np.ndarray):
+            yield prefix, (value.dtype.str, value.shape, value.tobytes())
+        else:
+            yield prefix, repr(value)
+
+    return list(flat(load_torch_checkpoint(new))) == list(flat(load_torch_checkpoint(old)))
 
 
 if __name__ == "__main__":

@@ -183,6 +183,9 @@ def test_checkpoint_layouts(tmp_path, name, layout):
         assert reader.format == layout[0]
         loaded = reader.load()
         assert ("state_dict" in loaded) == layout[1]
+        names = list(release.extract_state_dict(loaded))
+        assert any(name.endswith("num_batches_tracked") for name in names) == layout[2]
+        assert names == list(fixture.state)
     _, output = _convert(tmp_path, fixture, {"dropout_rate": fixture.dropout_rate})
     model, _ = model_dir.restore_model(str(output))
     _assert_variables_equal_sources(model, fixture.state)
