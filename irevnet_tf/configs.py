@@ -1,6 +1,7 @@
 """Named i-RevNet configurations and `build_irevnet`, the one way to build them by name."""
 
 import copy
+import inspect
 
 from irevnet_tf.model import IRevNet
 
@@ -24,10 +25,22 @@ CONFIGS = {
         init_ds=2, mult=2, dropout_rate=0.0, num_classes=10, input_shape=(32, 32, 3)),
 }
 
-_ARGUMENTS = ("blocks", "strides", "channels", "init_ds", "mult", "dropout_rate",
-              "num_classes", "input_shape", "include_top", "bn_momentum", "bn_epsilon",
-              "head_bn_momentum", "reversible", "seed", "fraction_bits", "inference_chunk",
-              "name", "dtype")
+# Keras layer arguments that IRevNet passes on through **kwargs and a configuration may set.
+KERAS_ARGUMENTS = ("name", "dtype")
+
+
+def model_arguments(model_class=IRevNet):
+    """The keyword arguments a configuration may hold: `model_class.__init__`'s named
+    parameters (read from its signature, so they are declared once, in the model) and
+    KERAS_ARGUMENTS."""
+    named = tuple(
+        parameter.name for parameter in inspect.signature(model_class.__init__).parameters.values()
+        if parameter.name != "self" and parameter.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+    return named + tuple(name for name in KERAS_ARGUMENTS if name not in named)
+
+
+_ARGUMENTS = model_arguments()
 
 
 def config_names():
@@ -35,8 +48,11 @@ def config_names():
     return sorted(CONFIGS)
 
 
-def get_config(name, **overrides):
-    """The IRevNet keyword arguments of configuration `name` with `overrides` applied."""
+def get_config(name, /, **overrides):
+    """The IRevNet keyword arguments of configuration `name` with `overrides` applied.
+
+    `name` is positional-only, so that the model's own `name` can be an override.
+    """
     if name not in CONFIGS:
         raise ValueError(f"Unknown i-RevNet configuration {name!r}; known configurations: "
                          f"{', '.join(config_names())}.")
@@ -50,7 +66,7 @@ def get_config(name, **overrides):
     return config
 
 
-def build_irevnet(name, **overrides):
+def build_irevnet(name, /, **overrides):
     """Builds the named configuration, e.g. `build_irevnet("irevnet301")` or
     `build_irevnet("irevnet_cifar", num_classes=100)`."""
     return IRevNet(**get_config(name, **overrides))

@@ -1,23 +1,28 @@
-"""Shared test utilities: randomised weights and batch-norm statistics, weight extraction."""
+"""Shared test fixtures: batch-norm randomisation, model directories, weight extraction.
+
+Every test that needs one of these imports it from here (and nowhere else defines one).
+"""
 
 import numpy as np
 
+# The one batch-norm randomiser (the gradient-error benchmark uses it too): random gamma
+# and moving variance in [0.5, 1.5], beta and moving mean ~ N(0, shift_std^2), as training
+# leaves them (fresh ones are the identity, which would hide mistakes in their handling).
+from irevnet_tf.benchmarking.gradient_error import randomize_batch_norms  # noqa: F401
 
-def randomize_batch_norms(model, seed=0):
-    """Gives every batch norm non-trivial gamma, beta and moving statistics, like a trained
-    model (fresh ones are the identity, which would hide mistakes in their handling)."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        path = variable.path
-        shape = tuple(variable.shape)
-        if path.endswith("gamma"):
-            variable.assign(rng.uniform(0.5, 1.5, shape))
-        elif path.endswith("beta"):
-            variable.assign(rng.uniform(-0.5, 0.5, shape))
-        elif path.endswith("moving_mean"):
-            variable.assign(rng.uniform(-0.3, 0.3, shape))
-        elif path.endswith("moving_variance"):
-            variable.assign(rng.uniform(0.5, 2.0, shape))
+
+def write_model_dir(directory, model, run_config):
+    """A model directory as the trainer leaves it: run_config.json + checkpoints/ckpt-N."""
+    import tensorflow as tf
+
+    from irevnet_tf.training import model_dir as model_dir_lib
+
+    directory = str(directory)
+    run_config.save(model_dir_lib.run_config_path(directory))
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model), model_dir_lib.checkpoint_dir(directory), 3)
+    manager.save()
+    return directory
 
 
 def bottleneck_weights(bottleneck):

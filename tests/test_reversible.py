@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 
 from irevnet_tf import reversible as reversible_lib
-from irevnet_tf.benchmarking import gradient_error
 from irevnet_tf.model import IRevNet
+from tests.helpers import randomize_batch_norms
 
 # Stage 1: a stride-1 injective block (3 image channels split 1 + 2, padded to 8 + 8),
 # then two bijective stride-1 blocks; stage 2: a stride-2 block, then a stride-1 block.
@@ -31,6 +31,8 @@ BIJECTIVE = dict(blocks=(2, 3), strides=(1, 2), channels=(6, 24), init_ds=2,
 CONFIGS = {"injective": INJECTIVE, "bijective": BIJECTIVE}
 BATCH = 6
 SEED = (11, 23)
+# Batch-norm shifts (beta, moving mean) of the randomised models: large, to exercise them.
+SHIFT_STD = 0.5
 FLOAT64_TOLERANCE = 1e-10
 
 
@@ -39,15 +41,10 @@ def build_pair(kind, dtype="float64", dropout_rate=0.2, randomize=True, **overri
     kwargs = dict(CONFIGS[kind], dropout_rate=dropout_rate, seed=5, dtype=dtype, **overrides)
     reversible = IRevNet(reversible=True, **kwargs)
     if randomize:
-        randomize_batch_norms(reversible)
+        randomize_batch_norms(reversible, seed=1, shift_std=SHIFT_STD)
     plain = IRevNet(reversible=False, **kwargs)
     plain.set_weights(reversible.get_weights())
     return reversible, plain
-
-
-def randomize_batch_norms(model, seed=1):
-    """Gives every batch norm random affine parameters and moving statistics."""
-    gradient_error.randomize_batch_norms(model, seed, shift_std=0.5)
 
 
 def batch(kind, dtype="float64", size=BATCH, seed=0):
@@ -182,7 +179,7 @@ def test_rebuilt_inputs_equal_the_forward_inputs_bit_for_bit(kind, policy):
     """block_backward's rebuilt pairs are the integer pairs the forward saw, block by
     block, with F in float32 or in bfloat16 and dropout on."""
     model = IRevNet(dtype=policy, **dict(CONFIGS[kind], dropout_rate=0.2, seed=5))
-    randomize_batch_norms(model)
+    randomize_batch_norms(model, seed=1, shift_std=SHIFT_STD)
     images, _ = batch(kind, dtype="float32")
     seeds = reversible_lib.block_dropout_seeds(tf.constant(SEED), len(model.stack))
     pairs = [model.stem(model.grid.quantize(images))]
@@ -346,7 +343,7 @@ def test_mirrored_strategy_update_equals_single_device_average(mirrored_strategy
     kwargs = dict(BIJECTIVE, dropout_rate=0.2, seed=5, dtype="float64")
     with strategy.scope():
         model = IRevNet(reversible=True, **kwargs)
-        randomize_batch_norms(model)
+        randomize_batch_norms(model, seed=1, shift_std=SHIFT_STD)
         optimizer = keras.optimizers.SGD(learning_rate=0.25)
         optimizer.build(model.trainable_variables)
     reference = IRevNet(reversible=False, **kwargs)

@@ -113,15 +113,6 @@ def checked_iterator(dataset, name, data_dir=None, split=None, **describe_kwargs
         yield element
 
 
-def tfds_not_prepared_error(builder, name, data_dir, error):
-    """The error for a tensorflow-datasets dataset that has no prepared files where looked."""
-    return FileNotFoundError(
-        f"Dataset {name!r}: no prepared tensorflow-datasets files in data_dir={data_dir!r} "
-        f"(looked for {builder.data_dir}/{builder.info.name}-<split>.tfrecord-*). Prepare it "
-        f"first, e.g. `tfds build {name} --data_dir <dir>` (ImageNet needs its manual download "
-        f"in <dir>/downloads/manual); this library never downloads. ({error})")
-
-
 def _describe_source(name, data_dir, split):
     split_text = f"split {split!r}" if split else "all splits"
     if name == info_lib.IMAGENET_TFRECORD:

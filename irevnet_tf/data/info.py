@@ -158,6 +158,15 @@ def tfds_builder(name, data_dir):
                          ) from None
 
 
+def tfds_not_prepared_error(builder, name, data_dir, error):
+    """The error for a tensorflow-datasets dataset that has no prepared files where looked."""
+    return FileNotFoundError(
+        f"Dataset {name!r}: no prepared tensorflow-datasets files in data_dir={data_dir!r} "
+        f"(looked for {builder.data_dir}/{builder.info.name}-<split>.tfrecord-*). Prepare it "
+        f"first, e.g. `tfds build {name} --data_dir <dir>` (ImageNet needs its manual download "
+        f"in <dir>/downloads/manual); this library never downloads. ({error})")
+
+
 def tfds_feature_keys(builder):
     """`(image_key, label_key)` of an image classification dataset, else a ValueError."""
     import tensorflow_datasets as tfds
@@ -216,8 +225,6 @@ def tfds_info(name, data_dir):
 def estimate_channel_stats(name, data_dir, image_key, channels):
     """Per-channel mean/std of the first `STATS_SAMPLE_SIZE` training images (pixel scale)."""
     import tensorflow as tf
-
-    from irevnet_tf.data.errors import tfds_not_prepared_error
 
     builder = tfds_builder(name, data_dir)
     try:

@@ -66,6 +66,34 @@ def centre_crop_window(image_shape, fraction=CENTRE_CROP_FRACTION):
     return tf.stack([offset_y, offset_x, side, side])
 
 
+def check_crop_fraction(crop_fraction, caller="evaluation_pixels"):
+    """Refuses a crop fraction outside (0, 1] (a Python number) with a message naming `caller`."""
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ValueError(f"{caller}: `crop_fraction` must be in (0, 1], got {crop_fraction!r}.")
+
+
+def evaluation_pixels(image, image_size, channels=3, crop_fraction=CENTRE_CROP_FRACTION):
+    """The evaluation preprocessing: central square crop, bilinear resize; pixels in [0, 255].
+
+    The one definition shared by the input pipeline (`imagenet_eval`) and the serving
+    graph (`classify_image_bytes`, irevnet_tf/serving/image_bytes.py), so that a served
+    image is prepared as an evaluated one.
+
+    Args:
+        image: encoded bytes (string scalar; JPEGs are decoded inside the crop only) or
+            an image [H, W, C] of any real dtype.
+        image_size: output height and width.
+        channels: channels to decode encoded bytes to.
+        crop_fraction: the square's side as a fraction of the shorter side (0.875: 224 of
+            256, the release's and the usual ImageNet evaluation).
+    Returns:
+        float32 [image_size, image_size, C], not normalised.
+    """
+    check_crop_fraction(crop_fraction)
+    cropped = _as_image(image, lambda shape: centre_crop_window(shape, crop_fraction), channels)
+    return resize(cropped, image_size)
+
+
 def random_resized_crop_window(image_shape, seed, area_range=RANDOM_CROP_AREA_RANGE,
                                aspect_ratio_range=RANDOM_CROP_ASPECT_RATIO_RANGE,
                                max_attempts=RANDOM_CROP_MAX_ATTEMPTS):
@@ -167,9 +195,9 @@ def imagenet_train(image, seed, image_size, mean, std):
 
 
 def imagenet_eval(image, image_size, mean, std):
-    """Central crop (87.5 % of the shorter side), resize, normalise; float32 [S, S, C]."""
-    cropped = _as_image(image, centre_crop_window, _channels(mean))
-    return normalize(resize(cropped, image_size), mean, std)
+    """`evaluation_pixels` (central 87.5 % of the shorter side, resize), normalise;
+    float32 [S, S, C]."""
+    return normalize(evaluation_pixels(image, image_size, _channels(mean)), mean, std)
 
 
 def cifar_train(image, seed, image_size, mean, std, flip=True, padding=CIFAR_PADDING):

@@ -15,7 +15,6 @@ from irevnet_tf.data import digits
 from irevnet_tf.data import info as info_lib
 from irevnet_tf.data import preprocessing
 from irevnet_tf.data import tfrecord
-from irevnet_tf.data.errors import tfds_not_prepared_error
 
 # Element shuffle buffers (elements, per input pipeline). ImageNet's hold encoded JPEGs
 # (about 110 kB each: about 1.1 GB); small datasets are shuffled whole.
@@ -99,7 +98,7 @@ def tfds_source(info, split, data_dir, image_size, *, is_training, deterministic
             decoders={image_key: tfds.decode.SkipDecoding()} if encoded else None,
             read_config=read_config)
     except AssertionError as error:  # tfds' way of saying "not prepared".
-        raise tfds_not_prepared_error(builder, info.name, data_dir, error) from None
+        raise info_lib.tfds_not_prepared_error(builder, info.name, data_dir, error) from None
     except (KeyError, ValueError) as error:
         known = sorted(builder.info.splits) or "unknown until prepared"
         raise ValueError(f"Dataset {info.name!r}: cannot read split {split!r} (splits: "

@@ -2,12 +2,15 @@
 
 REST clients send image files as `{"b64": ...}`; the `classify_image_bytes` signature turns
 each one into a `[size, size, channels]` float32 array of pixels in [0, 255] here, so that
-the server needs nothing but the SavedModel. Preprocessing is the usual evaluation one:
-a square centre crop of `crop_fraction` of the shorter side (0.875 for ImageNet), resized
-bilinearly to `size` (no antialiasing, as `tf.image.resize` does by default).
+the server needs nothing but the SavedModel. Preprocessing is the input pipeline's
+evaluation preprocessing, `irevnet_tf.data.preprocessing.evaluation_pixels`: a square centre
+crop of `crop_fraction` of the shorter side (0.875 for ImageNet), resized bilinearly to `size`
+(no antialiasing, as `tf.image.resize` does by default).
 """
 
 import tensorflow as tf
+
+from irevnet_tf.data import preprocessing
 
 # Channel counts that tf.io.decode_image can produce.
 DECODABLE_CHANNELS = (1, 3, 4)
@@ -25,20 +28,8 @@ def is_encoded_image(image_bytes):
     ]))
 
 
-def center_crop_box(height, width, crop_fraction):
-    """`(top, left, side)` of the centred square crop: side = floor(fraction * shorter side).
-
-    Works on Python ints and on int32 scalars alike; an odd margin puts the extra pixel
-    before the crop (as the reference ResNet and EfficientNet evaluation pipelines do).
-    """
-    shorter = tf.minimum(height, width)
-    side = tf.maximum(tf.cast(tf.cast(shorter, tf.float32) * crop_fraction, tf.int32), 1)
-    top = (height - side + 1) // 2
-    left = (width - side + 1) // 2
-    return top, left, side
-
-
-def decode_and_center_crop(image_bytes, size, channels, crop_fraction=0.875):
+def decode_and_center_crop(image_bytes, size, channels,
+                           crop_fraction=preprocessing.CENTRE_CROP_FRACTION):
     """One encoded image (scalar tf.string) -> float32 `[size, size, channels]` in [0, 255].
 
     Raises (at run time) an InvalidArgumentError that says so when the bytes are not an
@@ -47,9 +38,7 @@ def decode_and_center_crop(image_bytes, size, channels, crop_fraction=0.875):
     if channels not in DECODABLE_CHANNELS:
         raise ValueError(f"decode_and_center_crop: `channels` must be one of "
                          f"{DECODABLE_CHANNELS}, got {channels!r}.")
-    if not 0.0 < crop_fraction <= 1.0:
-        raise ValueError(f"decode_and_center_crop: `crop_fraction` must be in (0, 1], got "
-                         f"{crop_fraction!r}.")
+    preprocessing.check_crop_fraction(crop_fraction, "decode_and_center_crop")
     check = tf.debugging.Assert(
         is_encoded_image(image_bytes),
         ["image_bytes: an element is not an encoded JPEG, PNG, GIF or BMP image (send the "
@@ -57,17 +46,14 @@ def decode_and_center_crop(image_bytes, size, channels, crop_fraction=0.875):
          tf.strings.length(image_bytes)],
         name="image_bytes_are_an_image")
     with tf.control_dependencies([check]):
-        image = tf.io.decode_image(image_bytes, channels=channels, dtype=tf.uint8,
-                                   expand_animations=False)
-    image.set_shape([None, None, channels])
-    shape = tf.shape(image)
-    top, left, side = center_crop_box(shape[0], shape[1], crop_fraction)
-    crop = image[top:top + side, left:left + side, :]
-    resized = tf.image.resize(tf.cast(crop, tf.float32), [size, size], method="bilinear")
-    return tf.ensure_shape(resized, [size, size, channels])
+        # The input pipeline's own evaluation preprocessing, from the bytes as it decodes
+        # them (JPEGs inside the crop window), so a served image equals an evaluated one
+        # bit for bit; decoding the whole JPEG first would change the crop's edge pixels.
+        pixels = preprocessing.evaluation_pixels(image_bytes, size, channels, crop_fraction)
+    return tf.ensure_shape(pixels, [size, size, channels])
 
 
-def decode_batch(image_bytes, size, channels, crop_fraction=0.875):
+def decode_batch(image_bytes, size, channels, crop_fraction=preprocessing.CENTRE_CROP_FRACTION):
     """A `[batch]` tf.string vector of encoded images -> float32 `[batch, size, size, channels]`."""
     return tf.map_fn(
         lambda element: decode_and_center_crop(element, size, channels, crop_fraction),

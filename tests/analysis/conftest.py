@@ -4,7 +4,8 @@ import keras
 import pytest
 
 from irevnet_tf import build_irevnet
-from tests.analysis.model_fixtures import IMAGE_SHAPE, export_saved_model, write_model_dir
+from tests.analysis.model_fixtures import IMAGE_SHAPE, export_saved_model, run_config
+from tests.helpers import write_model_dir
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +17,7 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_model, tmp_path_factory):
-    return write_model_dir(tmp_path_factory.mktemp("model_dir"), tiny_model)
+    return write_model_dir(tmp_path_factory.mktemp("model_dir"), tiny_model, run_config())
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Helpers of the analysis tests: writing a model directory and a SavedModel export.
+"""Helpers of the analysis tests: their run configuration and a SavedModel export.
 
 The export is made here with exactly the signature names the project's exporter writes
 (`encode`, `decode`, `encode_stages`, `serving_default`), so the SavedModel path is tested
@@ -8,22 +8,18 @@ independently of the exporter.
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf.training.model_dir import RunConfig, checkpoint_dir, run_config_path
+from irevnet_tf.training.model_dir import RunConfig
 
 MEAN = (80.0,)
 STD = (100.0,)
 IMAGE_SHAPE = (32, 32, 1)
 
 
-def write_model_dir(directory, model, config_name="irevnet_tiny", image_shape=IMAGE_SHAPE,
-                    mean=MEAN, std=STD):
-    """A model directory as the trainer writes it: run_config.json and a checkpoint."""
-    RunConfig(config_name=config_name, overrides={"input_shape": list(image_shape)},
-              dataset="digits", image_size=image_shape[0], num_classes=10, mean=mean,
-              std=std).save(run_config_path(str(directory)))
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
-                               checkpoint_dir(str(directory)), 3).save()
-    return str(directory)
+def run_config(config_name="irevnet_tiny", image_shape=IMAGE_SHAPE, mean=MEAN, std=STD):
+    """The RunConfig of the analysis tests' model directory (tests.helpers.write_model_dir)."""
+    return RunConfig(config_name=config_name, overrides={"input_shape": list(image_shape)},
+                     dataset="digits", image_size=image_shape[0], num_classes=10, mean=mean,
+                     std=std)
 
 
 def export_saved_model(model, export_dir, mean=MEAN, std=STD, batch_size=None):

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import irevnet_tf
 from irevnet_tf.benchmarking import round_trip
-from irevnet_tf.benchmarking.gradient_error import randomize_batch_norms
+from tests.helpers import randomize_batch_norms
 
 
 @pytest.fixture(scope="module", params=["irevnet_tiny", "irevnet_cifar_tiny"])

@@ -1,6 +1,6 @@
 """Test helpers written from PAPER.md, independent of irevnet_tf: the release's state_dict
-names and shapes, random release-like weights, torch.save writers and a float64 numpy
-forward pass of the release's NCHW computation."""
+names and shapes, random release-like weights and a float64 numpy forward pass of the
+release's NCHW computation (make_fixtures.py checks it against the release's torch model)."""
 
 import collections
 import dataclasses
@@ -95,23 +95,6 @@ def random_state_dict(entries, seed=0):
             value = rng.uniform(-1.0, 1.0, shape) / np.sqrt(fan_in)
         state[name] = np.asarray(value, dtype=dtype)
     return state
-
-
-def save_with_torch(path, state, prefix="module.", nested=True, legacy=False):
-    """Writes `state` as the release did: torch.save({"state_dict": ..., ...})."""
-    import torch
-
-    tensors = collections.OrderedDict(
-        (prefix + name, torch.from_numpy(np.ascontiguousarray(value)))
-        for name, value in state.items())
-    obj = tensors
-    if nested:
-        first = next(iter(tensors.values()))
-        obj = {"epoch": 128, "arch": "i-revnet-301", "best_prec1": 74.018,
-               "state_dict": tensors,
-               "optimizer": {"state": {0: {"momentum_buffer": torch.zeros_like(first)}},
-                             "param_groups": [{"lr": 0.001, "momentum": 0.9, "params": [0]}]}}
-    torch.save(obj, str(path), _use_new_zipfile_serialization=not legacy)
 
 
 # --- the release's forward pass in NCHW, float64 ------------------------------------------

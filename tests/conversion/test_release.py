@@ -1,35 +1,34 @@
 """Release conversion: names and shapes against the release's state_dict listing, outputs
-against an independent float64 numpy forward pass of the release's NCHW computation, and
-refusals (missing, extra, wrongly shaped entries, other architectures, corrupt files)."""
+against the release's torch computation (stored when make_fixtures.py wrote the
+checkpoints; an independent float64 numpy forward pass agrees with it), and refusals
+(missing, extra, wrongly shaped entries, other architectures, corrupt files). No torch."""
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
 from irevnet_tf.conversion import release
-from irevnet_tf.conversion.torch_checkpoint import CheckpointError
+from irevnet_tf.conversion.torch_checkpoint import CheckpointError, TorchCheckpointReader
 from irevnet_tf.training import model_dir
+from tests.conversion import fixtures
 from tests.conversion import release_reference as ref
 
 TSV = os.path.join(os.path.dirname(__file__), "data", "release_state_dict_irevnet301.tsv")
 IREVNET301_TRAINABLE = 125_120_356
 
-# A reduced ImageNet-style model (stride-2 stages like the release, stride-1 blocks inside
-# them) and a CIFAR-style one (injective first block, dropout in the bottlenecks).
-IMAGENET_LIKE = ref.Architecture(blocks=(2, 2, 1), strides=(2, 2, 2), channels=(24, 96, 384),
-                                 num_classes=10, image_size=32)
-CIFAR_LIKE = ref.Architecture(blocks=(2, 1, 1), strides=(1, 2, 2), channels=(16, 64, 256),
-                              init_ds=0, num_classes=10, image_size=16)
+# Reduced ImageNet-style (stride-2 stages like the release, a stride-1 block in each) and
+# CIFAR-style (injective first block, dropout in the bottlenecks) release checkpoints,
+# written once with torch by make_fixtures.py.
+IMAGENET_LIKE = fixtures.IMAGENET_LIKE
 
 
-def _converted(tmp_path, arch, state, extra_overrides=None, **save_kwargs):
-    path = tmp_path / "release.pth.tar"
-    ref.save_with_torch(path, state, **save_kwargs)
+def _convert(tmp_path, fixture, extra_overrides=None):
     output = tmp_path / "out" / "converted.keras"
-    overrides = {**arch.model_overrides(), **(extra_overrides or {})}
-    summary = release.convert_release(path, output, overrides=overrides)
+    overrides = {**fixture.arch.model_overrides(), **(extra_overrides or {})}
+    summary = release.convert_release(fixture.path, output, overrides=overrides)
     return summary, output
 
 
@@ -58,40 +57,51 @@ def test_irevnet301_expects_exactly_the_release_names_and_shapes():
         (6, 16, 72, 6), 1e-5, 0.9, 0.1)
 
 
-@pytest.mark.parametrize("arch, extra", [(IMAGENET_LIKE, None),
-                                         (CIFAR_LIKE, {"dropout_rate": 0.1})],
-                         ids=["imagenet_like", "cifar_like"])
-def test_converted_model_computes_what_the_release_computes(tmp_path, arch, extra):
-    pytest.importorskip("torch")
-    state = ref.random_state_dict(ref.release_entries(arch), seed=1)
-    summary, output = _converted(tmp_path, arch, state, extra_overrides=extra)
+@pytest.mark.parametrize("name", ["imagenet_like", "cifar_like"])
+def test_converted_model_computes_what_the_release_computes(tmp_path, name):
+    fixture = fixtures.release(name)
+    summary, output = _convert(tmp_path, fixture, {"dropout_rate": fixture.dropout_rate})
     model, run_config = model_dir.restore_model(str(output))
 
-    images = np.random.default_rng(2).normal(
-        size=(3, arch.image_size, arch.image_size, 3)).astype("float32")
-    want_logits, want_phi = ref.release_forward(state, arch, images)
+    # The release's outputs, computed by its torch model (float64) when the file was written.
+    images = fixture.reference["images"]
+    want_phi, want_logits = fixture.reference["phi_float64"], fixture.reference["logits_float64"]
     phi = model.encode(images).numpy()
-    np.testing.assert_allclose(phi, want_phi, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(model(images).numpy(), want_logits, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(model.classify(phi).numpy(), want_logits, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(model.decode(phi).numpy(), images, atol=1e-4)
+    fixtures.assert_relative_close(phi, want_phi, what="Phi")
+    fixtures.assert_relative_close(model(images).numpy(), want_logits, what="logits")
+    fixtures.assert_relative_close(model.classify(phi).numpy(), want_logits,
+                                   what="classify(Phi)")
+    fixtures.assert_relative_close(model.decode(phi).numpy(), images, what="decode(Phi)")
 
+    state = fixture.state
     ignored = sum(name.endswith("num_batches_tracked") for name in state)
     assert (summary.entries_mapped, summary.entries_ignored) == (len(state) - ignored, ignored)
     assert summary.trainable_parameters == sum(
         value.size for name, value in state.items()
         if not name.endswith(("running_mean", "running_var", "num_batches_tracked")))
     assert run_config.config_name == "irevnet301"
-    assert run_config.num_classes == 10 and run_config.image_size == arch.image_size
+    assert run_config.num_classes == 10 and run_config.image_size == fixture.arch.image_size
+
+
+def test_numpy_reference_agrees_with_the_stored_torch_outputs():
+    # release_reference.release_forward (numpy) and the torch model that wrote the fixture
+    # are two independent readings of PAPER.md; both must give the same numbers.
+    for name in ("imagenet_like", "cifar_like", "tiny", "tiny-legacy"):
+        fixture = fixtures.release(name)
+        logits, phi = ref.release_forward(fixture.state, fixture.arch,
+                                          fixture.reference["images"])
+        assert fixtures.relative_max_error(logits, fixture.reference["logits_float64"]) < 1e-12
+        assert fixtures.relative_max_error(phi, fixture.reference["phi_float64"]) < 1e-12
+        # The release itself ran in float32; the tolerance of the tests covers that too.
+        fixtures.assert_relative_close(fixture.reference["logits_float32"], logits,
+                                       what=f"{name} float32 logits")
 
 
 def test_every_variable_equals_its_transposed_source(tmp_path):
-    pytest.importorskip("torch")
-    arch = IMAGENET_LIKE
-    state = ref.random_state_dict(ref.release_entries(arch), seed=3)
-    _, output = _converted(tmp_path, arch, state)
+    fixture = fixtures.release("imagenet_like")
+    _, output = _convert(tmp_path, fixture)
     model, _ = model_dir.restore_model(str(output))
-    _assert_variables_equal_sources(model, state)
+    _assert_variables_equal_sources(model, fixture.state)
 
 
 def _assert_variables_equal_sources(model, state):
@@ -127,18 +137,15 @@ def _assert_variables_equal_sources(model, state):
 
 
 def test_restore_model_gives_the_same_outputs_and_sidecar(tmp_path):
-    torch = pytest.importorskip("torch")
-    arch = IMAGENET_LIKE
-    state = ref.random_state_dict(ref.release_entries(arch), seed=4)
-    path = tmp_path / "release.pth.tar"
-    ref.save_with_torch(path, state)
+    fixture = fixtures.release("imagenet_like")
+    arch = fixture.arch
     model = release.build_release_model("irevnet301", **arch.model_overrides())
-    release.load_release_weights(
-        model, {name: torch.from_numpy(value) for name, value in state.items()})
+    release.load_release_weights(model, fixture.state)  # numpy values, `module.`-free names
     output = tmp_path / "irevnet.keras"
-    summary = release.convert_release(path, output, overrides=arch.model_overrides())
+    summary = release.convert_release(fixture.path, output, overrides=arch.model_overrides())
     restored, run_config = model_dir.restore_model(str(output))
-    images = np.random.default_rng(5).normal(size=(2, 32, 32, 3)).astype("float32")
+    images = np.random.default_rng(5).normal(
+        size=(2, arch.image_size, arch.image_size, 3)).astype("float32")
     np.testing.assert_array_equal(restored(images).numpy(), model(images).numpy())
 
     assert summary.run_config_path == str(output) + ".run_config.json"
@@ -160,63 +167,79 @@ def _umask():
     return value
 
 
-@pytest.mark.parametrize("legacy, prefix, nested", [(True, "", False), (False, "", False),
-                                                     (True, "module.", True)],
-                         ids=["legacy_bare", "zip_bare", "legacy_nested_module"])
-def test_checkpoint_layouts(tmp_path, legacy, prefix, nested):
-    pytest.importorskip("torch")
-    arch = IMAGENET_LIKE
-    state = ref.random_state_dict(ref.release_entries(arch), seed=6)
-    if legacy:  # 2018 checkpoints (torch 0.4.0) had no num_batches_tracked.
-        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    _, output = _converted(tmp_path, arch, state, legacy=legacy, prefix=prefix, nested=nested)
+@pytest.mark.parametrize("name, layout", [
+    ("cifar_like-legacy_bare", ("legacy", False, False)),
+    ("cifar_like-zip_bare", ("zip", False, True)),
+    ("cifar_like", ("zip", True, True)),
+    ("imagenet_like", ("legacy", True, True))])
+def test_checkpoint_layouts(tmp_path, name, layout):
+    # Legacy (torch < 1.6, as the 2018 release) and zip files, bare state_dicts and the
+    # release's {"state_dict": ...} with `module.`; 2018 files (torch 0.4.0) had no
+    # num_batches_tracked.
+    fixture = fixtures.release(name)
+    metadata = fixture.metadata
+    assert (metadata["format"], metadata["nested"], metadata["counters"]) == layout
+    with TorchCheckpointReader(fixture.path) as reader:
+        assert reader.format == layout[0]
+        loaded = reader.load()
+        assert ("state_dict" in loaded) == layout[1]
+        names = list(release.extract_state_dict(loaded))
+        assert any(name.endswith("num_batches_tracked") for name in names) == layout[2]
+        assert names == list(fixture.state)
+    _, output = _convert(tmp_path, fixture, {"dropout_rate": fixture.dropout_rate})
     model, _ = model_dir.restore_model(str(output))
-    _assert_variables_equal_sources(model, state)
+    _assert_variables_equal_sources(model, fixture.state)
 
 
-def test_torch_reader_gives_the_same_weights(tmp_path):
-    pytest.importorskip("torch")
-    arch = IMAGENET_LIKE
-    state = ref.random_state_dict(ref.release_entries(arch), seed=7)
-    path = tmp_path / "release.pth"
-    ref.save_with_torch(path, state)
-    builtin, _ = release.read_release_checkpoint(path)
-    via_torch, _ = release.read_release_checkpoint(path, reader="torch")
-    assert list(builtin) == list(via_torch) == list(state)
-    for name in state:
-        np.testing.assert_array_equal(builtin[name], via_torch[name])
-        np.testing.assert_array_equal(builtin[name], state[name])
+def test_torch_reader_needs_torch(monkeypatch):
+    # reader="torch" is checked against the builtin reader by make_fixtures.py (which has
+    # torch); here: without torch it says what to use instead.
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match="reader='builtin' needs nothing"):
+        release.read_release_checkpoint(fixtures.path("release_tiny.pth"), reader="torch")
+
+
+def test_builtin_reader_gives_the_saved_weights():
+    fixture = fixtures.release("tiny-legacy")
+    builtin, ignored = release.read_release_checkpoint(fixture.path)
+    assert list(builtin) == list(fixture.state)
+    for name, value in fixture.state.items():
+        assert builtin[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(builtin[name], value)
+    assert ignored == ()
 
 
 # --- refusals --------------------------------------------------------------------------
 
 
-def _refused(tmp_path, state, arch=IMAGENET_LIKE, match=None, **save_kwargs):
-    path = tmp_path / "bad.pth"
-    ref.save_with_torch(path, state, **save_kwargs)
+def _refused(tmp_path, name, arch=IMAGENET_LIKE, match=None):
     directory = tmp_path / "out"
     output = directory / "never.keras"
     with pytest.raises(release.ReleaseConversionError, match=match) as info:
-        release.convert_release(path, output, overrides=arch.model_overrides())
+        release.convert_release(fixtures.path(f"{name}.pth"), output,
+                                overrides=arch.model_overrides())
     _assert_written_nothing(directory, output)
     return info.value
 
 
+def test_refusal_fixtures_hold_their_states():
+    # The refusal files keep names, shapes and dtypes only (stride-0 views of one value).
+    for name in ("refuse_missing_extra_shapes", "refuse_integer_bias", "refuse_resnet",
+                 "refuse_cifar54"):
+        want = fixtures.refusal_state(name)
+        with TorchCheckpointReader(fixtures.path(f"{name}.pth")) as reader:
+            state = release.extract_state_dict(reader.load())
+            assert [(k, v.shape, v.dtype) for k, v in state.items()] == [
+                (k, v.shape, str(v.dtype)) for k, v in want.items()], name
+
+
 def test_missing_extra_and_wrongly_shaped_entries_are_all_named(tmp_path):
-    pytest.importorskip("torch")
-    state = ref.random_state_dict(ref.release_entries(IMAGENET_LIKE), seed=8)
-    del state["stack.2.bottleneck_block.5.weight"]
-    del state["bn1.running_var"]
-    state["stack.1.bottleneck_block.3.extra"] = np.zeros(3, "float32")
-    state["classifier.weight"] = np.zeros((10, 768), "float32")
-    state["stack.0.bottleneck_block.3.weight"] = np.zeros((6, 6, 5, 5), "float32")
-    state["linear.weight"] = np.zeros((768, 10), "float32")
-    error = _refused(tmp_path, state)
+    error = _refused(tmp_path, "refuse_missing_extra_shapes")
     message = str(error)
     assert ("unused: [stack.1.bottleneck_block.3.extra, classifier.weight]; missing: "
             "[stack.2.bottleneck_block.5.weight, bn1.running_var]; wrong shape: "
             "stack.0.bottleneck_block.3.weight (checkpoint (6, 6, 5, 5) vs model "
-            "(6, 6, 3, 3)), linear.weight (checkpoint (768, 10) vs model (10, 768))") in message
+            "(6, 6, 3, 3)), linear.weight (checkpoint (192, 10) vs model (10, 192))") in message
     assert "Nothing was written" in message
     assert error.unused == ["stack.1.bottleneck_block.3.extra", "classifier.weight"]
     assert error.missing == ["stack.2.bottleneck_block.5.weight", "bn1.running_var"]
@@ -225,48 +248,30 @@ def test_missing_extra_and_wrongly_shaped_entries_are_all_named(tmp_path):
 
 
 def test_integer_weights_are_refused(tmp_path):
-    pytest.importorskip("torch")
-    state = ref.random_state_dict(ref.release_entries(IMAGENET_LIKE), seed=9)
-    state["linear.bias"] = np.arange(10, dtype="int64")
-    _refused(tmp_path, state, match=r"wrong dtype .*linear.bias \(int64\)")
+    _refused(tmp_path, "refuse_integer_bias", match=r"wrong dtype .*linear.bias \(int64\)")
 
 
 def test_resnet_checkpoint_is_not_an_irevnet(tmp_path):
-    pytest.importorskip("torch")
-    rng = np.random.default_rng(0)
-    resnet = {"conv1.weight": rng.normal(size=(64, 3, 7, 7)).astype("float32"),
-              "bn1.weight": np.ones(64, "float32"), "bn1.bias": np.zeros(64, "float32"),
-              "bn1.running_mean": np.zeros(64, "float32"),
-              "bn1.running_var": np.ones(64, "float32"),
-              "layer1.0.conv1.weight": rng.normal(size=(64, 64, 3, 3)).astype("float32"),
-              "fc.weight": rng.normal(size=(1000, 2048)).astype("float32"),
-              "fc.bias": np.zeros(1000, "float32")}
-    error = _refused(tmp_path, resnet, match="does not hold an i-RevNet state_dict")
+    error = _refused(tmp_path, "refuse_resnet", match="does not hold an i-RevNet state_dict")
     assert "conv1.weight" in str(error) and "fc.weight" in error.unused
 
 
 def test_cifar_irevnet_into_the_imagenet_layout_is_another_architecture(tmp_path):
-    pytest.importorskip("torch")
-    cifar = ref.Architecture(blocks=(18, 18, 18), strides=(1, 2, 2), channels=(16, 64, 256),
-                             init_ds=0, num_classes=10, image_size=32)
-    state = ref.random_state_dict(ref.release_entries(cifar), seed=10)
-    error = _refused(tmp_path, state, match="another i-RevNet configuration")
+    error = _refused(tmp_path, "refuse_cifar54", match="another i-RevNet configuration")
     message = str(error)
     assert "checkpoint 54 blocks (widths 16 x18, 64 x18, 256 x18), head 512 -> 10 classes" \
         in message
-    assert "model 5 blocks (widths 24 x2, 96 x2, 384 x1), head 768 -> 10 classes" in message
+    assert "model 4 blocks (widths 24 x2, 96 x2), head 192 -> 10 classes" in message
     assert "more]" in message  # Hundreds of names are summarised ...
     assert len(error.unused) > 200  # ... and all kept on the exception.
 
 
 def test_pickled_module_is_refused_without_running_it(tmp_path):
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "whole_model.pth"
-    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), str(path))
     output = tmp_path / "never.keras"
     with pytest.raises(release.ReleaseConversionError,
                        match="pickled torch.nn.modules.container.Sequential object"):
-        release.convert_release(path, output, config_name="irevnet_tiny")
+        release.convert_release(fixtures.path("whole_module.pth"), output,
+                                config_name="irevnet_tiny")
     _assert_written_nothing(tmp_path, output)
 
 
@@ -280,19 +285,16 @@ def test_corrupt_checkpoint_writes_nothing(tmp_path):
 
 
 def test_existing_output_needs_overwrite(tmp_path):
-    pytest.importorskip("torch")
-    arch = IMAGENET_LIKE
-    state = ref.random_state_dict(ref.release_entries(arch), seed=11)
-    path = tmp_path / "release.pth"
-    ref.save_with_torch(path, state)
+    fixture = fixtures.release("imagenet_like")
     output = tmp_path / "model.keras"
     output.write_text("precious")
     with pytest.raises(FileExistsError, match="overwrite"):
-        release.convert_release(path, output, overrides=arch.model_overrides())
+        release.convert_release(fixture.path, output, overrides=fixture.arch.model_overrides())
     assert output.read_text() == "precious"
-    release.convert_release(path, output, overrides=arch.model_overrides(), overwrite=True)
+    release.convert_release(fixture.path, output, overrides=fixture.arch.model_overrides(),
+                            overwrite=True)
     model, _ = model_dir.restore_model(str(output))
-    _assert_variables_equal_sources(model, state)
+    _assert_variables_equal_sources(model, fixture.state)
 
 
 def test_bad_arguments_fail_early(tmp_path):
@@ -312,17 +314,14 @@ def test_bad_arguments_fail_early(tmp_path):
 
 @pytest.mark.slow
 def test_full_release_checkpoint_converts(tmp_path):
-    """All 1,802 entries of the release's listing, random values, `module.` prefixes,
-    inside {"state_dict": ...}: 125,120,356 trainable parameters, each its source."""
-    pytest.importorskip("torch")
-    rng = np.random.default_rng(12)
-    state = {}
-    for name, shape, dtype in ref.read_tsv(TSV):
-        if dtype == "int64":
-            state[name] = np.array(int(rng.integers(0, 10**6)), dtype="int64")
-        else:
-            state[name] = rng.standard_normal(shape, dtype=np.float32)
-    summary, output = _converted(tmp_path, ref.IREVNET301, state)
+    """All 1,802 entries of the release's listing, `module.` prefixes, inside
+    {"state_dict": ...}: 125,120,356 trainable parameters, each its source. The values are
+    strided views of one shared random storage (make_fixtures.py), so the file is small."""
+    state = fixtures.full_listing_state()
+    assert [(k, v.shape, str(v.dtype)) for k, v in state.items()] == ref.read_tsv(TSV)
+    output = tmp_path / "out" / "converted.keras"
+    summary = release.convert_release(fixtures.path("release_irevnet301_full.pth"), output,
+                                      overrides=ref.IREVNET301.model_overrides())
     assert summary.trainable_parameters == IREVNET301_TRAINABLE
     assert (summary.entries_mapped, summary.entries_ignored) == (1502, 300)
     model, run_config = model_dir.restore_model(str(output))

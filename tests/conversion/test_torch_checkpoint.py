@@ -1,8 +1,6 @@
 """The torch-free checkpoint reader against files written by torch.save (zip and legacy
-format), malicious pickles and corrupt files."""
+format; committed fixtures from make_fixtures.py), malicious pickles and corrupt files."""
 
-import argparse
-import collections
 import os
 import pickle
 import struct
@@ -14,40 +12,15 @@ import pytest
 from irevnet_tf.conversion.torch_checkpoint import (CheckpointError, IgnoredObject,
                                                     TensorRecord, TorchCheckpointReader,
                                                     load_torch_checkpoint)
-
-
-def _torch_values():
-    """Tensors of every kind a state_dict may hold, and their numpy values."""
-    torch = pytest.importorskip("torch")
-    generator = torch.Generator().manual_seed(0)
-    base = torch.randn(5, 6, generator=generator)
-    tensors = collections.OrderedDict([
-        ("conv.weight", torch.randn(4, 3, 3, 3, generator=generator)),
-        ("bn.num_batches_tracked", torch.tensor(12345)),
-        ("column_view", base[:, 1]),             # Offset and stride into a shared storage.
-        ("transposed", base.t()),                # Non-contiguous strides.
-        ("double", torch.randn(3, generator=generator).double()),
-        ("half", torch.randn(3, generator=generator).half()),
-        ("bfloat16", torch.randn(3, generator=generator).to(torch.bfloat16)),
-        ("int32", torch.arange(4, dtype=torch.int32)),
-        ("bool", torch.tensor([True, False])),
-        ("empty", torch.zeros(0, 3)),
-        ("parameter", torch.nn.Parameter(torch.randn(2, generator=generator))),
-    ])
-    expected = collections.OrderedDict()
-    for name, tensor in tensors.items():
-        tensor = tensor.detach()
-        expected[name] = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
-    return torch, tensors, expected
+from tests.conversion import fixtures
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_reads_what_torch_save_wrote(tmp_path, legacy):
-    torch, tensors, expected = _torch_values()
-    path = tmp_path / "checkpoint.pth.tar"
-    torch.save({"state_dict": tensors, "epoch": 7, "best_prec1": 74.018,
-                "args": argparse.Namespace(lr=0.1), "name": "i-revnet"},
-               str(path), _use_new_zipfile_serialization=not legacy)
+def test_reads_what_torch_save_wrote(legacy):
+    # torch.save({"state_dict": <every tensor kind>, "epoch": 7, "best_prec1": 74.018,
+    #             "args": argparse.Namespace(lr=0.1), "name": "i-revnet"}), see make_fixtures.
+    expected = fixtures.expected_arrays("reader_kinds_expected.npz")
+    path = fixtures.path(f"reader_kinds_{'legacy' if legacy else 'zip'}.pth")
 
     with TorchCheckpointReader(path) as reader:
         checkpoint = reader.load()
@@ -68,21 +41,16 @@ def test_reads_what_torch_save_wrote(tmp_path, legacy):
             np.testing.assert_array_equal(got, want, err_msg=name)
 
 
-def test_load_torch_checkpoint_reads_eagerly(tmp_path):
-    torch, tensors, expected = _torch_values()
-    path = tmp_path / "bare.pt"
-    torch.save(tensors, str(path))
-    loaded = load_torch_checkpoint(path)
+def test_load_torch_checkpoint_reads_eagerly():
+    expected = fixtures.expected_arrays("reader_kinds_expected.npz")
+    loaded = load_torch_checkpoint(fixtures.path("reader_kinds_bare.pt"))
     assert list(loaded) == list(expected)
     for name, want in expected.items():
         np.testing.assert_array_equal(loaded[name], want)
 
 
-def test_values_need_an_open_reader(tmp_path):
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "one.pt"
-    torch.save({"w": torch.ones(2)}, str(path))
-    with TorchCheckpointReader(path) as reader:
+def test_values_need_an_open_reader():
+    with TorchCheckpointReader(fixtures.path("reader_w4x4.pth")) as reader:
         record = reader.load()["w"]
     with pytest.raises(CheckpointError, match="closed"):
         record.numpy()
@@ -158,11 +126,8 @@ def test_missing_file(tmp_path):
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_truncated_file(tmp_path, legacy):
-    torch = pytest.importorskip("torch")
     path = tmp_path / "whole.pth"
-    torch.save({"state_dict": {"w": torch.randn(64, 64)}}, str(path),
-               _use_new_zipfile_serialization=not legacy)
-    data = path.read_bytes()
+    data = open(fixtures.path(f"reader_w64_{'legacy' if legacy else 'zip'}.pth"), "rb").read()
     path.write_bytes(data[: len(data) - 1000])
     with pytest.raises(CheckpointError):
         with TorchCheckpointReader(path) as reader:
@@ -170,9 +135,7 @@ def test_truncated_file(tmp_path, legacy):
 
 
 def test_storage_record_of_wrong_size(tmp_path):
-    torch = pytest.importorskip("torch")
-    source = tmp_path / "good.pth"
-    torch.save({"w": torch.randn(4, 4)}, str(source))
+    source = fixtures.path("reader_w4x4.pth")
     broken = tmp_path / "broken.pth"
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(broken, "w") as copy:
         for info in original.infolist():
@@ -233,21 +196,17 @@ def test_pickle_cannot_rewrite_a_checked_tensor(tmp_path):
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_reads_a_module_state_dict_with_its_metadata(tmp_path, legacy):
+def test_reads_a_module_state_dict_with_its_metadata(legacy):
     # A real module's state_dict carries `_metadata` (set by pickle's BUILD) and the
     # DataParallel prefix, as the release's does.
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    module = torch.nn.DataParallel(torch.nn.Sequential(
-        torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, bias=False)))
-    state_dict = module.state_dict()
-    path = tmp_path / "module.pth"
-    torch.save({"state_dict": state_dict}, str(path), _use_new_zipfile_serialization=not legacy)
+    expected = fixtures.expected_arrays("reader_module_expected.npz")
+    path = fixtures.path(f"reader_module_{'legacy' if legacy else 'zip'}.pth")
     loaded = load_torch_checkpoint(path)["state_dict"]
-    assert list(loaded) == list(state_dict) == [
+    assert list(loaded) == list(expected) == [
         "module.0.weight", "module.0.bias", "module.0.running_mean", "module.0.running_var",
         "module.0.num_batches_tracked", "module.2.weight"]
-    for name, tensor in state_dict.items():
-        np.testing.assert_array_equal(loaded[name], tensor.numpy())
+    for name, want in expected.items():
+        assert loaded[name].dtype == want.dtype, name
+        np.testing.assert_array_equal(loaded[name], want)
     with TorchCheckpointReader(path) as reader:
         assert "module.0" in reader.load()["state_dict"]._metadata

@@ -59,6 +59,17 @@ def test_jpeg_decode_and_crop_equals_full_decode_then_crop():
     np.testing.assert_allclose(output, numpy_normalize(numpy_centre_crop(full)), atol=1e-4)
 
 
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_evaluation_pixels_crop_fraction_matches_numpy(fraction):
+    image = rng_image(30, 45, seed=4)
+    side = int(np.floor(fraction * 30))
+    output = preprocessing.evaluation_pixels(tf.io.encode_png(image), side,
+                                             crop_fraction=fraction).numpy()
+    np.testing.assert_array_equal(output, numpy_centre_crop(image, fraction))
+    with pytest.raises(ValueError, match="crop_fraction"):
+        preprocessing.evaluation_pixels(tf.constant(image), side, crop_fraction=0.0)
+
+
 def test_centre_crop_window_geometry():
     window = preprocessing.centre_crop_window([375, 500, 3]).numpy()
     side = int(0.875 * 375)  # 328

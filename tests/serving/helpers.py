@@ -1,43 +1,13 @@
-"""Helpers of the serving tests: statistics, model directories, pixels, independent numpy maths."""
+"""Helpers of the serving tests: pixels, independent numpy maths, subprocess environment
+(model directories and batch-norm statistics: tests/helpers.py)."""
 
 import os
 
 import numpy as np
-import tensorflow as tf
-
-from irevnet_tf.training import model_dir as model_dir_lib
 
 # Non-trivial normalisation, so that a missing or misplaced (pixels - mean) / std shows.
 MEAN = (121.0, 115.5, 101.25)
 STD = (61.0, 58.5, 57.0)
-
-
-def randomise_statistics(model, seed=0):
-    """Gives every batch norm non-trivial moving statistics and affine parameters, as
-    training would, so that inference mode differs visibly from a fresh model."""
-    rng = np.random.default_rng(seed)
-    for variable in model.variables:
-        name = variable.path.rsplit("/", 1)[-1]
-        shape = tuple(variable.shape)
-        if name == "moving_mean":
-            variable.assign(rng.normal(0.0, 0.3, shape).astype(np.float32))
-        elif name == "moving_variance":
-            variable.assign(rng.uniform(0.5, 2.0, shape).astype(np.float32))
-        elif name == "gamma":
-            variable.assign(rng.uniform(0.6, 1.4, shape).astype(np.float32))
-        elif name == "beta":
-            variable.assign(rng.normal(0.0, 0.2, shape).astype(np.float32))
-        elif name == "bias":
-            variable.assign(rng.normal(0.0, 0.5, shape).astype(np.float32))
-
-
-def write_model_dir(model_dir, model, run_config):
-    """A model directory as the trainer leaves it: run_config.json + checkpoints/ckpt-N."""
-    run_config.save(model_dir_lib.run_config_path(model_dir))
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model), model_dir_lib.checkpoint_dir(model_dir), 3)
-    manager.save()
-    return model_dir
 
 
 def pixels(batch, size=32, channels=3, seed=1):
