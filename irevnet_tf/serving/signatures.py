@@ -24,6 +24,7 @@ A model built with `include_top=False` has no classifier: its `serving_default` 
 import numpy as np
 import tensorflow as tf
 
+from irevnet_tf.data import preprocessing
 from irevnet_tf.model import IRevNet
 from irevnet_tf.serving import image_bytes as image_bytes_lib
 
@@ -44,7 +45,7 @@ UINT8_OUTPUTS = (PIXELS,)
 
 PIXEL_RANGE = (0.0, 255.0)
 DEFAULT_TOP_K = 5
-DEFAULT_CROP_FRACTION = 0.875
+DEFAULT_CROP_FRACTION = preprocessing.CENTRE_CROP_FRACTION
 
 
 class _Untracked:

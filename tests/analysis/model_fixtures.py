@@ -27,9 +27,11 @@ def export_saved_model(model, export_dir, mean=MEAN, std=STD, batch_size=None):
     mean_tensor = tf.constant(mean, tf.float32)
     std_tensor = tf.constant(std, tf.float32)
     images_spec = tf.TensorSpec([batch_size, *model.image_shape], tf.float32, name="images")
-    features_spec = tf.TensorSpec([batch_size, *model.phi_shape], tf.float32, name="features")
+    features_spec = tf.TensorSpec([batch_size, *model.phi_shape], model.phi_dtype,
+                                  name="features")
     module = tf.Module()
     module.model = model
+    module.fraction_bits = tf.Variable(model.grid.fraction_bits, trainable=False)
 
     @tf.function(input_signature=[images_spec])
     def encode(images):

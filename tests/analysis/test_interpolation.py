@@ -36,8 +36,9 @@ def test_rows(setting, tiny_model):
     np.testing.assert_allclose(representation_row[0], first, atol=1e-2, rtol=0)
     np.testing.assert_allclose(pixel_row[1], 0.75 * first + 0.25 * second, atol=1e-4)
     # The middle image, independently: the Keras model on the mixed normalised features.
-    phi_first = tiny_model.encode((first[None] - MEAN[0]) / STD[0]).numpy()
-    phi_second = tiny_model.encode((second[None] - MEAN[0]) / STD[0]).numpy()
+    phi_first = tiny_model.dequantize(tiny_model.encode((first[None] - MEAN[0]) / STD[0])).numpy()
+    phi_second = tiny_model.dequantize(
+        tiny_model.encode((second[None] - MEAN[0]) / STD[0])).numpy()
     middle = tiny_model.decode(0.5 * phi_first + 0.5 * phi_second).numpy()[0]
     np.testing.assert_allclose(representation_row[2], middle * STD[0] + MEAN[0], atol=1e-2)
     with pytest.raises(ValueError, match="steps"):

@@ -272,12 +272,13 @@ def test_saved_model_cli_show(exported, tmp_path):
         "classify_image_bytes": [("image_bytes", "DT_STRING", "(-1)"),
                                  ("classes", "DT_INT32", "(-1, 5)")],
         "encode": [("images", "DT_FLOAT", "(-1, 32, 32, 3)"),
-                   ("features", "DT_FLOAT", "(-1, 4, 4, 192)")],
-        "decode": [("features", "DT_FLOAT", "(-1, 4, 4, 192)"),
-                   ("images", "DT_FLOAT", "(-1, 32, 32, 3)")],
+                   ("features", "DT_INT32", "(-1, 4, 4, 192)")],
+        "decode": [("features", "DT_INT32", "(-1, 4, 4, 192)"),
+                   ("images", "DT_FLOAT", "(-1, 32, 32, 3)"),
+                   ("pixels", "DT_UINT8", "(-1, 32, 32, 3)")],
         "encode_stages": [("images", "DT_FLOAT", "(-1, 32, 32, 3)"),
-                          ("stage_0", "DT_FLOAT", "(-1, 16, 16, 12)"),
-                          ("stage_3", "DT_FLOAT", "(-1, 4, 4, 192)")],
+                          ("stage_0", "DT_INT32", "(-1, 16, 16, 12)"),
+                          ("stage_3", "DT_INT32", "(-1, 4, 4, 192)")],
     }
     for name, tensors in expected.items():
         assert name in blocks, sorted(blocks)
@@ -299,8 +300,9 @@ def test_saved_model_cli_run(exported, trained, tmp_path):
         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     features = np.load(tmp_path / "out" / "features.npy")
-    np.testing.assert_allclose(features, model.encode(normalise_numpy(images)).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    assert features.dtype == np.int32
+    # Python's Phi up to F's rounding in the export's graph (a grid point here and there).
+    assert np.abs(features - model.encode(normalise_numpy(images)).numpy()).max() <= 4
 
 
 @pytest.mark.slow

@@ -78,16 +78,17 @@ def test_signature_names_dtypes_and_shapes(loaded):
                              "classes": (tf.int32, [None, 5]), "scores": (tf.float32, [None, 5])}),
         "classify_image_bytes": ({"image_bytes": (tf.string, [None])}, None),
         "encode": ({"images": (tf.float32, [None, 32, 32, 3])},
-                   {"features": (tf.float32, [None, 4, 4, 192])}),
-        "decode": ({"features": (tf.float32, [None, 4, 4, 192])},
-                   {"images": (tf.float32, [None, 32, 32, 3])}),
+                   {"features": (tf.int32, [None, 4, 4, 192])}),
+        "decode": ({"features": (tf.int32, [None, 4, 4, 192])},
+                   {"images": (tf.float32, [None, 32, 32, 3]),
+                    "pixels": (tf.uint8, [None, 32, 32, 3])}),
         # irevnet_tiny: psi(2) -> 16x16x12; stage 1 (stride 1, 6+6) -> 16x16x12;
         # stage 2 (stride 2, 24+24) -> 8x8x48; stage 3 (stride 2, 96+96) -> 4x4x192.
         "encode_stages": ({"images": (tf.float32, [None, 32, 32, 3])},
-                          {"stage_0": (tf.float32, [None, 16, 16, 12]),
-                           "stage_1": (tf.float32, [None, 16, 16, 12]),
-                           "stage_2": (tf.float32, [None, 8, 8, 48]),
-                           "stage_3": (tf.float32, [None, 4, 4, 192])}),
+                          {"stage_0": (tf.int32, [None, 16, 16, 12]),
+                           "stage_1": (tf.int32, [None, 16, 16, 12]),
+                           "stage_2": (tf.int32, [None, 8, 8, 48]),
+                           "stage_3": (tf.int32, [None, 4, 4, 192])}),
     }
     expected["classify_image_bytes"] = (expected["classify_image_bytes"][0],
                                         expected["serving_default"][1])
@@ -104,14 +105,22 @@ def test_decode_inverts_encode(loaded, trained):
     model, _ = trained
     images = pixels(3)
     features = run_signature(loaded, "encode", images=images)["features"]
-    np.testing.assert_allclose(features, model.encode(normalise_numpy(images)).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    # Phi as Python computes it, up to F's rounding in another graph (a grid point here
+    # and there); the export's own decode inverts the export's own encode exactly.
+    expected = model.encode(normalise_numpy(images)).numpy()
+    assert np.abs(features - expected).max() <= 4 and np.mean(features != expected) < 0.05
     back = run_signature(loaded, "decode", features=features)["images"]
     assert np.max(np.abs(back - images)) < PIXEL_TOLERANCE
+    # Integer pixels come back as the identical integers.
+    integers = np.round(images)
+    decoded = run_signature(loaded, "decode",
+                            **run_signature(loaded, "encode", images=integers))
+    np.testing.assert_array_equal(decoded["pixels"], integers.astype(np.uint8))
     # Not clipped: pixels outside [0, 255] come back too.
     wide = pixels(2) * 2.0 - 100.0
     wide_back = run_signature(loaded, "decode", **run_signature(loaded, "encode", images=wide))
     assert np.max(np.abs(wide_back["images"] - wide)) < 2 * PIXEL_TOLERANCE
+    np.testing.assert_array_equal(wide_back["pixels"], np.clip(np.round(wide), 0, 255))
 
 
 def test_classifier_matches_keras_model(loaded, trained):
@@ -132,12 +141,10 @@ def test_encode_stages_match_the_model(loaded, trained):
     stages = run_signature(loaded, "encode_stages", images=images)
     expected = model.intermediate_representations(normalise_numpy(images), level="stage")
     assert len(stages) == len(expected) == 4
-    for index, stage in enumerate(expected):
-        np.testing.assert_allclose(stages[f"stage_{index}"], stage.numpy(), rtol=1e-5,
-                                   atol=1e-5)
-    np.testing.assert_allclose(stages["stage_3"],
-                               run_signature(loaded, "encode", images=images)["features"],
-                               rtol=1e-6, atol=1e-6)
+    for index, stage in enumerate(expected):  # Grid points, up to F's rounding elsewhere.
+        assert np.abs(stages[f"stage_{index}"] - stage.numpy()).max() <= 4
+    np.testing.assert_array_equal(stages["stage_3"],
+                                  run_signature(loaded, "encode", images=images)["features"])
 
 
 def test_dynamic_batch(loaded):
@@ -257,17 +264,21 @@ def test_non_irevnet_model_is_refused():
         ServingModule(object())
 
 
-def test_mixed_precision_model_keeps_float32_at_the_boundary(tmp_path):
+def test_mixed_precision_model_is_exact_at_the_boundary(tmp_path):
     model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
                     input_shape=(16, 16, 3), num_classes=4, dtype="mixed_bfloat16")
     module = ServingModule(model, mean=(120.0,), std=(60.0,))
     tf.saved_model.save(module, str(tmp_path / "saved"), signatures=module.signatures())
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
-    images = pixels(2, size=16)
+    images = np.round(pixels(2, size=16))
     features = run_signature(loaded, "encode", images=images)["features"]
-    assert features.dtype == np.float32
-    back = run_signature(loaded, "decode", features=features)["images"]
+    assert features.dtype == np.int32
+    decoded = run_signature(loaded, "decode", features=features)
+    back = decoded["images"]
     assert back.dtype == np.float32
-    assert np.max(np.abs(back - images)) < 0.05 * 255.0  # bfloat16 keeps ~3 digits.
+    # F in bfloat16, and still exact: only the input's quantisation (60 * 2**-19 pixels)
+    # and float32's rounding of pixels near 255 (2**-16) remain.
+    assert np.max(np.abs(back - images)) <= 60.0 * 2.0 ** -19 + 2.0 ** -16
+    np.testing.assert_array_equal(decoded["pixels"], images.astype(np.uint8))
     logits = run_signature(loaded, "serving_default", images=images)["logits"]
     assert logits.dtype == np.float32 and logits.shape == (2, 4)
