@@ -18,8 +18,9 @@ from absl import logging
 from irevnet_tf.data import InputDataError
 from irevnet_tf.training import flags as training_flags
 from irevnet_tf.training import trainer
-from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError,
-                                        NoAcceleratorError, NonFiniteLossError)
+from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError, LostWorkerError,
+                                        NoAcceleratorError, NonFiniteLossError,
+                                        UnreadableCheckpointError, WriteError)
 
 training_flags.define_flags()
 FLAGS = flags.FLAGS
@@ -37,7 +38,7 @@ def main(argv):
     except FlagError as error:
         raise app.UsageError(str(error)) from None
     except (NoAcceleratorError, NonFiniteLossError, CheckpointMismatchError,
-            InputDataError) as error:
+            InputDataError, UnreadableCheckpointError, WriteError, LostWorkerError) as error:
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

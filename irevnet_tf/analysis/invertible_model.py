@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from irevnet_tf.serving import export as export_lib
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 
 SAVED_MODEL_FILE = "saved_model.pb"
 LEVELS = ("stage", "block")

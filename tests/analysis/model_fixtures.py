@@ -8,7 +8,7 @@ independently of the exporter.
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf.training.model_dir import RunConfig, checkpoint_dir, run_config_path
+from irevnet_tf.model_files import RunConfig, checkpoint_dir, run_config_path
 
 MEAN = (80.0,)
 STD = (100.0,)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from irevnet_tf.conversion import release
-from irevnet_tf.training import model_dir
+from irevnet_tf import model_files as model_dir
 from tests.conversion import release_reference as ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

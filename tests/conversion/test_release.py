@@ -10,7 +10,7 @@ import pytest
 
 from irevnet_tf.conversion import release
 from irevnet_tf.conversion.torch_checkpoint import CheckpointError
-from irevnet_tf.training import model_dir
+from irevnet_tf import model_files as model_dir
 from tests.conversion import release_reference as ref
 
 TSV = os.path.join(os.path.dirname(__file__), "data", "release_state_dict_irevnet301.tsv")

@@ -5,7 +5,7 @@ import pytest
 
 from irevnet_tf import build_irevnet
 from irevnet_tf.serving import export as export_lib
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 from tests.serving.helpers import MEAN, STD, randomise_statistics, write_model_dir
 
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 
 # Non-trivial normalisation, so that a missing or misplaced (pixels - mean) / std shows.
 MEAN = (121.0, 115.5, 101.25)
