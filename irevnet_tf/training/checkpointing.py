@@ -78,19 +78,20 @@ class CheckpointKeeper:
             for leftover in model_files.remove_unfinished_saves(self.directory):
                 logging.warning("Removed %s, left by a checkpoint save that did not finish.",
                                 leftover)
+        unreadable = []
+        # Raises (moving nothing) when no checkpoint reads, so a rerun meets the same files.
+        path = model_files.newest_readable_checkpoint(
+            self.directory, on_unreadable=lambda *found: unreadable.append(found))
         moved = []
-
-        def set_aside(path, problem):
+        for bad, problem in unreadable:
             if self.is_chief:
-                target = model_files.move_aside(path)
-                moved.append(path)
-                logging.warning("Checkpoint %s is unreadable (%s): moved it to %s and resuming "
-                                "from an older one.", path, problem, target)
+                target = model_files.move_aside(bad)
+                moved.append(bad)
+                logging.warning("Checkpoint %s is unreadable (%s): moved it to %s; resuming "
+                                "from %s.", bad, problem, target, path)
             else:
-                logging.warning("Checkpoint %s is unreadable (%s); the chief moves it aside.",
-                                path, problem)
-
-        path = model_files.newest_readable_checkpoint(self.directory, on_unreadable=set_aside)
+                logging.warning("Checkpoint %s is unreadable (%s); resuming from %s (the chief "
+                                "moves it aside).", bad, problem, path)
         if moved:
             # The state file still names the moved checkpoints: point it at what remains, and
             # start a manager that knows only those (it would otherwise rotate them out).

@@ -134,7 +134,7 @@ def _configure_coordination_service():
 _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                 tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.InternalError,
                 tf.errors.UnknownError)
-_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+_TASK = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
 
 
 def lost_task(message, own=None):
@@ -167,7 +167,7 @@ def lost_workers_named(strategy, last_checkpoint):
         reason = next((line.strip() for line in text.splitlines()
                        if line.strip() and not line.startswith(("Detected at", "  File",
                                                                  "Graph execution"))),
-                      type(error).__name__)[:200]
+                      type(error).__name__)[:200].rstrip(":. ")
         last = last_checkpoint()
         raise LostWorkerError(
             f"Lost {who} of the multi-worker run ({type(error).__name__}: {reason}); "
