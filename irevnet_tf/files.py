@@ -17,6 +17,7 @@ best they offer.
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -60,6 +61,7 @@ def reason_of(error):
     if isinstance(error, tf.errors.OpError) and "tempstate" in text:
         # TensorFlow's message names its private temporary file; the caller names the target.
         text = text.split(";")[-1].strip() or text
+    text = re.sub(r"\s*\[Op:\w+\]", "", text)  # TensorFlow's op name says nothing to users.
     return text[:300].rstrip(". ")
 
 

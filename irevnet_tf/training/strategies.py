@@ -145,6 +145,17 @@ def lost_task(message, own=None):
     return None
 
 
+def _coordination_leader(strategy):
+    """`(job, index)` of the task that runs the coordination service, or None."""
+    from tensorflow.python.distribute import multi_worker_util  # pylint: disable=g-direct-tensorflow-import
+
+    try:
+        leader = multi_worker_util.coordination_leader(strategy.cluster_resolver.cluster_spec())
+    except (AttributeError, ValueError):
+        return None
+    return lost_task(leader)
+
+
 @contextlib.contextmanager
 def lost_workers_named(strategy, last_checkpoint):
     """In a multi-worker run, turns TensorFlow's errors about an unreachable peer (connection
@@ -160,6 +171,13 @@ def lost_workers_named(strategy, last_checkpoint):
         text = getattr(error, "message", "") or str(error)
         task = lost_task(text, own)
         who = f"{task[0]} {task[1]}" if task else "another worker"
+        if task is None and isinstance(error, tf.errors.DeadlineExceededError):
+            # Heartbeats go to the coordination service's leader: when they time out without
+            # naming a task, it is the leader that stopped answering.
+            leader = _coordination_leader(strategy)
+            if leader and leader != own:
+                who = (f"{leader[0]} {leader[1]} (the coordination service leader, which "
+                       "stopped answering heartbeats)")
         if task is None and "timeout" not in text.lower() and "heartbeat" not in text.lower() \
                 and not isinstance(error, (tf.errors.UnavailableError,
                                            tf.errors.DeadlineExceededError)):
