@@ -200,24 +200,39 @@ def newest_readable_checkpoint(directory, on_unreadable=None):
             that does not read (default: a warning naming it).
 
     Raises:
-        UnreadableCheckpointError: `directory` holds checkpoints, but none reads.
+        UnreadableCheckpointError: `directory` holds completed checkpoints (listed in its
+            state file), but none reads.
     """
     paths = checkpoint_paths(directory)
     for path in paths:
         problem = checkpoint_problem(path)
         if problem is None:
             return path
+        if path not in _recorded(directory):
+            problem += "; the state file never listed it: a save that did not finish"
         if on_unreadable is None:
             logging.warning("Checkpoint %s is unreadable (%s); using an older one.", path,
                             problem)
         else:
             on_unreadable(path, problem)
-    if paths:
+    # A save that was interrupted (SIGKILL while writing the first checkpoint) leaves files
+    # that the state file never listed: nothing was lost, so starting afresh is right. A
+    # listed checkpoint that no longer reads was completed once: never start afresh over it.
+    if set(paths) & _recorded(directory):
         raise UnreadableCheckpointError(
             f"No checkpoint in {directory} can be read ({len(paths)} found, newest "
             f"{os.path.basename(paths[0])}); nothing was restored. Restore the checkpoint "
             f"files from a copy, or move them away to start afresh.")
     return None
+
+
+def _recorded(directory):
+    """The checkpoint prefixes the `checkpoint` state file lists (written after each save)."""
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return set()
+    listed = list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]
+    return {os.path.join(directory, os.path.basename(path)) for path in listed if path}
 
 
 def remove_unfinished_saves(directory):

@@ -88,16 +88,18 @@ class CheckpointKeeper:
                 target = model_files.move_aside(bad)
                 moved.append(bad)
                 logging.warning("Checkpoint %s is unreadable (%s): moved it to %s; resuming "
-                                "from %s.", bad, problem, target, path)
+                                "from %s.", bad, problem, target,
+                                path or "the start (no earlier checkpoint)")
             else:
                 logging.warning("Checkpoint %s is unreadable (%s); resuming from %s (the chief "
                                 "moves it aside).", bad, problem, path)
         if moved:
             # The state file still names the moved checkpoints: point it at what remains, and
             # start a manager that knows only those (it would otherwise rotate them out).
-            remaining = list(reversed(model_files.checkpoint_paths(self.directory)))
-            tf.compat.v1.train.update_checkpoint_state(
-                self.directory, path, all_model_checkpoint_paths=remaining)
+            if path is not None:
+                remaining = list(reversed(model_files.checkpoint_paths(self.directory)))
+                tf.compat.v1.train.update_checkpoint_state(
+                    self.directory, path, all_model_checkpoint_paths=remaining)
             self.manager = self._new_manager()
         if path is None:
             return None

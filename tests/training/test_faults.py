@@ -130,6 +130,22 @@ def test_no_readable_checkpoint_stops_and_moves_nothing(straight, tmp_path):
     assert sorted(os.listdir(model_dir / "checkpoints")) == before
 
 
+def test_a_first_save_killed_part_way_starts_afresh(straight, tmp_path, caplog):
+    """Killed while merging the first checkpoint: its files exist, the state file does not.
+    Nothing completed was lost, so the run starts afresh (and keeps the files aside)."""
+    model_dir = copy_run(straight, tmp_path)
+    for name in ("ckpt-12", "ckpt-18", "ckpt-24", "checkpoint"):
+        for path in glob.glob(str(model_dir / "checkpoints" / name) + "*"):
+            os.remove(path)
+    killed_during_merge(model_dir / "checkpoints" / "ckpt-6")
+    caplog.set_level(logging.WARNING)
+    result = run(model_dir)
+    assert result["weights_digest"] == straight[1]["weights_digest"]
+    assert glob.glob(str(model_dir / "checkpoints" / "unreadable" / "ckpt-6.*"))
+    assert any("a save that did not finish" in r.getMessage() and "the start" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_restore_model_skips_an_unreadable_checkpoint(straight, tmp_path):
     model_dir = copy_run(straight, tmp_path)
     truncate_data(model_dir / "checkpoints" / "ckpt-24")
