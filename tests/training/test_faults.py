@@ -274,3 +274,16 @@ def test_publish_directory_replaces_only_when_asked(tmp_path):
         files.publish_directory(staging, str(final), overwrite=True)
         assert (final / "f").read_text() == content
     assert sorted(os.listdir(tmp_path)) == ["1"]
+
+
+def test_lost_task_is_read_from_tensorflow_messages():
+    from irevnet_tf.training.strategies import lost_task
+
+    heartbeat = ("Collective ops is aborted by: Error reported from /job:worker/task:1: The "
+                 "following tasks are unhealthy (stopped sending heartbeats):\n"
+                 "/job:worker/replica:0/task:1\n")
+    assert lost_task(heartbeat, own=("worker", 0)) == ("worker", 1)
+    reset = ("Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditional GRPC "
+             "error information from remote target /job:worker/replica:0/task:0 while calling")
+    assert lost_task(reset, own=("worker", 1)) == ("worker", 0)
+    assert lost_task("Deadline Exceeded", own=("worker", 1)) is None
