@@ -137,7 +137,7 @@ def checkpoint_paths(directory):
         match = _CHECKPOINT_FILE.match(name.rstrip("/"))
         if match:
             numbers.add(int(match.group(1)))
-    state = tf.train.get_checkpoint_state(directory)
+    state = _checkpoint_state(directory)
     for path in (state.all_model_checkpoint_paths if state else ()):
         match = re.match(rf"^{CHECKPOINT_PREFIX}-(\d+)$", os.path.basename(path))
         if match:
@@ -226,9 +226,20 @@ def newest_readable_checkpoint(directory, on_unreadable=None):
     return None
 
 
+def _checkpoint_state(directory):
+    """The parsed `checkpoint` state file, or None when it is missing or does not parse."""
+    try:
+        return tf.train.get_checkpoint_state(directory)
+    except Exception as error:  # pylint: disable=broad-except
+        # A half-written state file (text proto) raises a parse error: the files decide then.
+        logging.warning("The checkpoint state file in %s does not read (%s); looking at the "
+                        "checkpoint files themselves.", directory, files.reason_of(error))
+        return None
+
+
 def _recorded(directory):
     """The checkpoint prefixes the `checkpoint` state file lists (written after each save)."""
-    state = tf.train.get_checkpoint_state(directory)
+    state = _checkpoint_state(directory)
     if state is None:
         return set()
     listed = list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]
