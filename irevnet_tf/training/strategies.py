@@ -123,11 +123,15 @@ def _configure_coordination_service():
         return
     jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster_spec.num_tasks(job))
             for job in ("chief", "worker") if job in cluster_spec.jobs]
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=multi_worker_util.coordination_leader(cluster_spec),
-        coordinated_jobs=jobs,
-        heartbeat_timeout_in_ms=int(heartbeat_timeout_seconds() * 1000))
+    try:
+        context.context().configure_coordination_service(
+            service_type="standalone",
+            service_leader=multi_worker_util.coordination_leader(cluster_spec),
+            coordinated_jobs=jobs,
+            heartbeat_timeout_in_ms=int(heartbeat_timeout_seconds() * 1000))
+    except TypeError as error:  # A TensorFlow whose signature differs: keep its defaults.
+        logging.warning("Could not set the coordination service's heartbeat timeout (%s); "
+                        "using TensorFlow's default.", error)
 
 
 # Errors by which TensorFlow reports a peer that died, hung or was cut off.

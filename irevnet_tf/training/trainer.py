@@ -195,11 +195,11 @@ class Trainer:
             return self._finish(session, preempted)
 
     def _last_good(self):
-        """The newest checkpoint that reads (for error messages), or None."""
+        """The newest checkpoint (for the lost-worker message), or None. Not read through:
+        the message must come at once, and the rerun checks what it restores anyway."""
         try:
-            return model_files.newest_readable_checkpoint(
-                model_files.checkpoint_dir(self.config.model_dir), on_unreadable=lambda *a: None)
-        except (UnreadableCheckpointError, files.WRITE_ERRORS):
+            return tf.train.latest_checkpoint(model_files.checkpoint_dir(self.config.model_dir))
+        except files.WRITE_ERRORS:
             return None
 
     def _set_up(self, strategy):
