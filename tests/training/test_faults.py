@@ -287,3 +287,22 @@ def test_lost_task_is_read_from_tensorflow_messages():
              "error information from remote target /job:worker/replica:0/task:0 while calling")
     assert lost_task(reset, own=("worker", 1)) == ("worker", 0)
     assert lost_task("Deadline Exceeded", own=("worker", 1)) is None
+
+
+@pytest.mark.parametrize("write, what", [
+    (lambda path: __import__("irevnet_tf.analysis.output_files", fromlist=["x"]).write_json(
+        path, {"a": 1}), "an analysis file"),
+    (lambda path: __import__("irevnet_tf.serving.client_inputs", fromlist=["x"]).save_outputs(
+        path, {"x": np.arange(3)}), "the answer's arrays"),
+])
+def test_analysis_and_client_writes_fail_in_one_line(tmp_path, monkeypatch, write, what):
+    path = tmp_path / "out.json"
+    path.write_text("earlier")
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(WriteError, match=f"^Could not write {what} at {path}: No space left"):
+        write(str(path))
+    assert path.read_text() == "earlier" and os.listdir(tmp_path) == ["out.json"]
