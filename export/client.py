@@ -35,7 +35,10 @@ def main(argv):
         raise SystemExit(f"error: {error}") from None
     print(client_inputs.summarise(outputs))
     if FLAGS.output:
-        client_inputs.save_outputs(FLAGS.output, outputs)
+        try:
+            client_inputs.save_outputs(FLAGS.output, outputs)
+        except OSError as error:  # files.WriteError: one line naming the file.
+            raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
         --output=irevnet301.keras
 
 Writes `irevnet301.keras` and `irevnet301.keras.run_config.json` (for the exporter and
-the analysis tools; `irevnet_tf.training.model_dir.restore_model` reads both). Needs no
+the analysis tools; `irevnet_tf.model_files.restore_model` reads both). Needs no
 torch and runs no code from the checkpoint. All logic lives in
 `irevnet_tf.conversion.release`.
 """
@@ -51,7 +51,7 @@ def main(argv):
             FLAGS.checkpoint, FLAGS.output, config_name=FLAGS.config,
             overrides=_parse_overrides(FLAGS.overrides), overwrite=FLAGS.overwrite,
             reader=FLAGS.reader)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # OSError: FileExistsError, files.WriteError.
         # Refusals (a checkpoint that does not fit, an existing output, a corrupt file)
         # are messages for the user, not crashes: no traceback, exit status 1.
         logging.error("Nothing written: %s", error)

@@ -39,7 +39,7 @@ def main(argv):
             FLAGS.model_dir, FLAGS.export_dir, version=FLAGS.version,
             overwrite=FLAGS.overwrite, warmup=FLAGS.warmup, model_name=FLAGS.model_name,
             crop_fraction=FLAGS.crop_fraction, precision=FLAGS.precision)
-    except (FileExistsError, FileNotFoundError, ImportError, ValueError) as error:
+    except (OSError, ImportError, ValueError) as error:  # OSError: files.WriteError too.
         raise SystemExit(f"error: {error}") from None
     logging.info("SavedModel written to %s", path)
     print(path)

@@ -15,7 +15,7 @@ def write_model_dir(directory, model, run_config):
     """A model directory as the trainer leaves it: run_config.json + checkpoints/ckpt-N."""
     import tensorflow as tf
 
-    from irevnet_tf.training import model_dir as model_dir_lib
+    from irevnet_tf import model_files as model_dir_lib
 
     directory = str(directory)
     run_config.save(model_dir_lib.run_config_path(directory))

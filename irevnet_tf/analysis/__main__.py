@@ -12,6 +12,7 @@ import json
 
 from absl import app, flags, logging
 
+from irevnet_tf import files
 from irevnet_tf.analysis import runner
 
 flags.DEFINE_string("model", None, "Model directory, .keras file, SavedModel export or TF "
@@ -46,6 +47,8 @@ def main(argv):
             steps=values.steps, level=values.level, analyses=values.analyses,
             batch_size=values.batch_size, image_size=values.image_size,
             train_split=values.train_split, holdout_split=values.holdout_split)
+    except files.WriteError as error:  # Disk full etc.: one line naming the file.
+        raise SystemExit(f"error: {error}") from None
     except (ValueError, FileNotFoundError) as error:
         # Bad flags or inputs: a one-line usage error, not a traceback.
         raise app.UsageError(str(error)) from None

@@ -10,7 +10,7 @@ pixels in [0, 255], NHWC):
 `InvertibleModel` provides them for
 
   (a) an IRevNet restored from a model directory or a `.keras` file
-      (`irevnet_tf.training.model_dir.restore_model`): the model takes normalised inputs
+      (`irevnet_tf.model_files.restore_model`): the model takes normalised inputs
       `(pixels - mean) / std` with the run configuration's mean and std, and this adapter
       applies and undoes that normalisation; both levels "stage" and "block" are available;
   (b) a SavedModel export (a directory holding saved_model.pb, or a TF Serving base directory
@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from irevnet_tf.serving import export as export_lib
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 
 SAVED_MODEL_FILE = "saved_model.pb"
 LEVELS = ("stage", "block")

@@ -15,6 +15,8 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
+from irevnet_tf import files
+
 
 def prepare_output_dir(output_dir):
     """Creates `output_dir` if needed and proves it writable by writing and removing a probe.
@@ -38,21 +40,9 @@ def prepare_output_dir(output_dir):
 
 
 def atomic_write_bytes(path, data):
-    """Writes `data` to `path` through a temporary file in the same directory and a rename."""
-    path = str(path)
-    directory = os.path.dirname(path)
-    if directory:
-        tf.io.gfile.makedirs(directory)
-    temporary = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    try:
-        with tf.io.gfile.GFile(temporary, "wb") as handle:
-            handle.write(data)
-        tf.io.gfile.rename(temporary, path, overwrite=True)
-    except BaseException:
-        if tf.io.gfile.exists(temporary):
-            tf.io.gfile.remove(temporary)
-        raise
-    return path
+    """Writes `data` to `path` atomically (`irevnet_tf.files`); a failed write raises
+    `irevnet_tf.files.WriteError` naming the analysis file."""
+    return files.write_bytes(path, data, what="an analysis file")
 
 
 def to_jsonable(value):

@@ -22,7 +22,7 @@ every shape fits; otherwise `ReleaseConversionError` names all offenders.
 
 Example:
 >>> summary = convert_release("i-revnet-301.pth.tar", "irevnet301.keras")
->>> model, run_config = restore_model("irevnet301.keras")   # irevnet_tf.training.model_dir
+>>> model, run_config = restore_model("irevnet301.keras")   # irevnet_tf.model_files
 """
 
 import collections
@@ -30,7 +30,6 @@ import collections.abc
 import dataclasses
 import os
 import re
-import tempfile
 
 import numpy as np
 
@@ -38,7 +37,7 @@ from irevnet_tf import configs
 from irevnet_tf.conversion.torch_checkpoint import (CheckpointError, IgnoredObject,
                                                     TensorRecord, TorchCheckpointReader)
 from irevnet_tf.model import IRevNet
-from irevnet_tf.training import model_dir
+from irevnet_tf import model_files as model_dir
 
 # The release's batch norms: PyTorch eps 1e-5, momentum 0.1 in the blocks and 0.9 in the
 # head (Keras momentum = 1 - PyTorch momentum). They equal IRevNet's defaults today; they
@@ -451,14 +450,6 @@ def _check_output_path(output_path, overwrite):
     return output_path
 
 
-def _set_default_permissions(path):
-    # mkstemp creates files readable by their owner only; a converted model is meant to be
-    # shared like any file the user writes, so apply the usual mode under the umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _json_ready(value):
     if isinstance(value, (tuple, list)):
         return [_json_ready(item) for item in value]
@@ -518,21 +509,10 @@ def convert_release(checkpoint_path, output_path, config_name="irevnet301", over
         extra={"converted_from": os.path.basename(os.fspath(checkpoint_path)),
                "converter": "irevnet_tf.conversion.release",
                "release_evaluation": "resize 256, centre crop 224"})
-    directory = os.path.dirname(os.path.abspath(output_path))
-    os.makedirs(directory, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
-    os.close(descriptor)
-    sidecar = output_path + ".run_config.json"
-    try:
-        model.save(temporary)
-        _set_default_permissions(temporary)
-        # The sidecar lands first: whoever sees the new .keras file also sees its RunConfig.
-        run_config.save(sidecar)
-        _set_default_permissions(sidecar)
-        os.replace(temporary, output_path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    sidecar = output_path + model_dir.SIDECAR_SUFFIX
+    # Atomically, the sidecar landing first: whoever sees the new .keras file also sees its
+    # RunConfig; a failed write names the file and leaves any earlier one as it was.
+    model_dir.save_keras_model(model, run_config, output_path, what="the converted model")
     summary.output = output_path
     summary.run_config_path = sidecar
     summary.ignored_globals = ignored_globals

@@ -22,7 +22,7 @@ BUILTIN_NAMES = (IMAGENET_TFDS, IMAGENET_TFRECORD, SYNTHETIC, DIGITS)
 PREPROCESSING_KINDS = ("imagenet", "cifar", "digits", "synthetic")
 
 # ImageNet's per-channel normalisation (pixel scale [0, 255]); the same values as
-# irevnet_tf.training.model_dir's defaults, kept here so that data depends on nothing
+# irevnet_tf.model_files' defaults, kept here so that data depends on nothing
 # downstream of it (data -> model -> training).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)

@@ -6,7 +6,7 @@ a `[2]` integer tensor (the pipelines derive it from the example's position), so
 seeded pipeline is exactly reproducible.
 
 Pixels are in [0, 255] until `normalize`, which returns `(pixels - mean) / std` as float32:
-the model's input convention (see irevnet_tf/training/model_dir.py).
+the model's input convention (see irevnet_tf/model_files.py).
 
 Three families, chosen by `DatasetInfo.preprocessing`:
 - "imagenet": training takes a random-resized crop (8-100 % of the area, aspect ratio

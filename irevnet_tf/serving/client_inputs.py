@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from irevnet_tf import files
 from irevnet_tf.serving import signatures as names
 
 # Command-line names of the signatures ("classify" is serving_default).
@@ -75,15 +76,7 @@ def summarise(outputs):
 
 
 def save_outputs(path, outputs):
-    """Writes the answer's arrays to an .npz file (atomically: temporary name, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
+    """Writes the answer's arrays to an .npz file, atomically (`irevnet_tf.files`)."""
+    with files.atomic_path(path, what="the answer's arrays") as temporary:
         with open(temporary, "wb") as handle:
             np.savez(handle, **outputs)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise

@@ -15,14 +15,14 @@ Layout of one version:
 import dataclasses
 import json
 import os
-import uuid
 
 import tensorflow as tf
 from absl import logging
 
+from irevnet_tf import files
 from irevnet_tf.serving import signatures as signatures_lib
 from irevnet_tf.serving import warmup as warmup_lib
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 
 METADATA_FILE = "irevnet_tf_export.json"
 STAGING_PREFIX = ".tmp-export-"
@@ -99,19 +99,27 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
         crop_fraction=crop_fraction, top_k=top_k)
     version = resolve_version(export_dir, version, overwrite)
     final_dir = os.path.join(export_dir, str(version))
-    tf.io.gfile.makedirs(export_dir)
-    staging_dir = os.path.join(export_dir, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+    what = f"export version {version}"
+    staging_dir = files.staging_directory(export_dir, f"{STAGING_PREFIX}{version}-")
     try:
+        tf.io.gfile.makedirs(export_dir)
         tf.saved_model.save(module, staging_dir, signatures=module.signatures())
         _write_metadata(staging_dir, module, run_config, version)
         if warmup:
             warmup_lib.write_warmup_file(staging_dir, module.example_inputs(batch_size=1),
                                          model_name)
-        _publish(staging_dir, final_dir, overwrite)
-    except BaseException:
+        files.publish_directory(staging_dir, final_dir, overwrite, what=what)
+    except BaseException as error:
         # Includes KeyboardInterrupt: whatever stopped the export, remove its staging copy.
-        if tf.io.gfile.exists(staging_dir):
-            tf.io.gfile.rmtree(staging_dir)
+        files.remove_quietly(staging_dir)
+        if isinstance(error, files.WRITE_ERRORS) and not isinstance(
+                error, (files.WriteError, FileExistsError)):
+            versions = existing_versions(export_dir)
+            raise files.write_error(
+                what, final_dir, error,
+                advice=(f"Nothing was published; the newest complete version is "
+                        f"{os.path.join(export_dir, str(versions[-1])) if versions else 'none'}"
+                        f". Free space and run the same command again.")) from None
         raise
     logging.info("Exported version %d to %s (signatures: %s).", version, final_dir,
                  ", ".join(sorted(module.signatures())))
@@ -163,27 +171,3 @@ def _write_metadata(saved_model_dir, module, run_config, version):
     tf.io.gfile.makedirs(directory)
     with tf.io.gfile.GFile(os.path.join(directory, METADATA_FILE), "w") as handle:
         handle.write(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-
-
-def _publish(staging_dir, final_dir, overwrite):
-    """Renames the finished staging directory to the version directory.
-
-    A rename is atomic on local (POSIX) file systems; on object stores (gs://) TensorFlow
-    copies object by object, which is the best those offer. An existing version being
-    overwritten is moved aside first and removed after the new one is in place.
-    """
-    if not tf.io.gfile.exists(final_dir):
-        tf.io.gfile.rename(staging_dir, final_dir)
-        return
-    if not overwrite:  # Another export took this version meanwhile.
-        raise FileExistsError(f"export: {final_dir} appeared while exporting; nothing was "
-                              "replaced. Retry, or pass --overwrite.")
-    retired = os.path.join(os.path.dirname(final_dir),
-                           f"{STAGING_PREFIX}retired-{uuid.uuid4().hex[:8]}")
-    tf.io.gfile.rename(final_dir, retired)
-    try:
-        tf.io.gfile.rename(staging_dir, final_dir)
-    except BaseException:
-        tf.io.gfile.rename(retired, final_dir)
-        raise
-    tf.io.gfile.rmtree(retired)

@@ -15,7 +15,7 @@ from irevnet_tf.training import recipes
 from irevnet_tf.training.config import TrainConfig
 from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError, NoAcceleratorError,
                                         NonFiniteLossError)
-from irevnet_tf.training.model_dir import RunConfig, restore_model
+from irevnet_tf.model_files import RunConfig, restore_model
 from irevnet_tf.training.optimizer import MomentumSGD
 from irevnet_tf.training.trainer import Trainer, train
 

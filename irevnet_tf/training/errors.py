@@ -1,4 +1,13 @@
-"""The trainer's errors: each one says what went wrong and what to do about it."""
+"""The trainer's errors: each one says what went wrong and what to do about it.
+
+The errors of model artifacts (a checkpoint that does not fit or does not read) and of
+writing files are defined beside them, in `irevnet_tf.model_files` and `irevnet_tf.files`,
+and re-exported here so that the trainer's callers find every error in one place.
+"""
+
+from irevnet_tf.files import WriteError  # noqa: F401  (re-exported)
+from irevnet_tf.model_files import (CheckpointMismatchError,  # noqa: F401  (re-exported)
+                                    UnreadableCheckpointError)
 
 
 class FlagError(ValueError):
@@ -16,5 +25,5 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf; the last good checkpoint is kept."""
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint or model directory does not fit the configuration of this run."""
+class LostWorkerError(RuntimeError):
+    """Another worker of a multi-worker run stopped answering; this worker stopped too."""

@@ -5,18 +5,58 @@
 - mirrored: every local GPU (synchronous all-reduce); on a machine without GPUs, every
   logical CPU device (tests split the CPU into two).
 - multi_worker: MultiWorkerMirroredStrategy over the machines listed in TF_CONFIG.
+  A lost worker must not leave the others waiting for ever: every collective gives up after
+  `collective_timeout_seconds()` (a worker that stopped answering without closing its
+  connections), TensorFlow's coordination service declares a task lost after
+  `heartbeat_timeout_seconds()` without a heartbeat, and a worker whose peer died outright
+  sees its connection reset at once. `lost_workers_named` turns each of these into one
+  `LostWorkerError` naming the lost task (see docs/faults.md for the measured bounds).
 - tpu: TPUStrategy on `--tpu` (a Cloud TPU name, a grpc:// address, or "local" on a TPU VM).
 """
 
+import contextlib
 import glob
 import json
 import os
+import re
 import socket
 
 import tensorflow as tf
 from absl import logging
 
-from irevnet_tf.training.errors import FlagError, NoAcceleratorError
+from irevnet_tf.training.errors import FlagError, LostWorkerError, NoAcceleratorError
+
+# Bounds on waiting for another worker (seconds); the environment variables override them.
+# A collective covers one training loop's all-reduce, so the bound must exceed the longest
+# time one worker can spend alone between two collectives (none in this loop: saves and
+# evaluations are collective too), with room for a slow shared file system.
+COLLECTIVE_TIMEOUT_ENV = "IREVNET_COLLECTIVE_TIMEOUT_SECONDS"
+HEARTBEAT_TIMEOUT_ENV = "IREVNET_HEARTBEAT_TIMEOUT_SECONDS"
+DEFAULT_COLLECTIVE_TIMEOUT_SECONDS = 300
+DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 60
+
+
+def _seconds_from_env(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+        if value <= 0:
+            raise ValueError
+    except ValueError:
+        raise FlagError(f"{name}={raw!r}: expected a positive number of seconds.") from None
+    return value
+
+
+def collective_timeout_seconds():
+    """How long a collective (all-reduce) waits for the other workers before failing."""
+    return _seconds_from_env(COLLECTIVE_TIMEOUT_ENV, DEFAULT_COLLECTIVE_TIMEOUT_SECONDS)
+
+
+def heartbeat_timeout_seconds():
+    """How long the coordination service waits for a worker's heartbeat before failing."""
+    return _seconds_from_env(HEARTBEAT_TIMEOUT_ENV, DEFAULT_HEARTBEAT_TIMEOUT_SECONDS)
 
 
 def create_strategy(name, tpu=None):
@@ -32,7 +72,10 @@ def create_strategy(name, tpu=None):
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         _check_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        _configure_coordination_service()
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=collective_timeout_seconds())
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         return _tpu_strategy(tpu)
     raise FlagError(f"--strategy={name!r} is not accepted; choose one of: default, one_device, "
@@ -55,6 +98,103 @@ def _check_tf_config():
     except (ValueError, KeyError, TypeError) as error:
         raise FlagError(f"--strategy=multi_worker: TF_CONFIG is not a valid cluster spec "
                         f"({error}); it needs 'cluster' and 'task' (type, index).") from None
+
+
+def _configure_coordination_service():
+    """The coordination service MultiWorkerMirroredStrategy would start, with our heartbeat
+    timeout (the strategy keeps a service configured before it is created)."""
+    from tensorflow.python.distribute import multi_worker_util  # pylint: disable=g-direct-tensorflow-import
+    from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
+
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    except ImportError:  # TensorFlow before 2.17 kept it under tsl/.
+        try:
+            from tensorflow.tsl.protobuf import coordination_config_pb2
+        except ImportError:
+            logging.warning("No coordination service settings in this TensorFlow; lost "
+                            "workers are found by the collective timeout alone.")
+            return
+    if context.context().coordination_service is not None:
+        return
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    cluster_spec = resolver.cluster_spec()
+    if resolver.task_type not in ("chief", "worker"):
+        return
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster_spec.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster_spec.jobs]
+    try:
+        context.context().configure_coordination_service(
+            service_type="standalone",
+            service_leader=multi_worker_util.coordination_leader(cluster_spec),
+            coordinated_jobs=jobs,
+            heartbeat_timeout_in_ms=int(heartbeat_timeout_seconds() * 1000))
+    except TypeError as error:  # A TensorFlow whose signature differs: keep its defaults.
+        logging.warning("Could not set the coordination service's heartbeat timeout (%s); "
+                        "using TensorFlow's default.", error)
+
+
+# Errors by which TensorFlow reports a peer that died, hung or was cut off.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.InternalError,
+                tf.errors.UnknownError)
+_TASK = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
+
+
+def lost_task(message, own=None):
+    """The `(job, index)` a TensorFlow error message blames, other than `own`; else None."""
+    for job, index in _TASK.findall(message or ""):
+        if (job, int(index)) != own:
+            return job, int(index)
+    return None
+
+
+def _coordination_leader(strategy):
+    """`(job, index)` of the task that runs the coordination service, or None."""
+    from tensorflow.python.distribute import multi_worker_util  # pylint: disable=g-direct-tensorflow-import
+
+    try:
+        leader = multi_worker_util.coordination_leader(strategy.cluster_resolver.cluster_spec())
+    except (AttributeError, ValueError):
+        return None
+    return lost_task(leader)
+
+
+@contextlib.contextmanager
+def lost_workers_named(strategy, last_checkpoint):
+    """In a multi-worker run, turns TensorFlow's errors about an unreachable peer (connection
+    reset, collective timeout, missed heartbeats) into one `LostWorkerError` that names the
+    lost task and says how to resume. `last_checkpoint()` gives the checkpoint to name."""
+    if not is_multi_worker(strategy):
+        yield
+        return
+    try:
+        yield
+    except _PEER_ERRORS as error:
+        own = worker_id(strategy)
+        text = getattr(error, "message", "") or str(error)
+        task = lost_task(text, own)
+        who = f"{task[0]} {task[1]}" if task else "another worker"
+        if task is None and isinstance(error, tf.errors.DeadlineExceededError):
+            # Heartbeats go to the coordination service's leader: when they time out without
+            # naming a task, it is the leader that stopped answering.
+            leader = _coordination_leader(strategy)
+            if leader and leader != own:
+                who = (f"{leader[0]} {leader[1]} (the coordination service leader, which "
+                       "stopped answering heartbeats)")
+        if task is None and "timeout" not in text.lower() and "heartbeat" not in text.lower() \
+                and not isinstance(error, (tf.errors.UnavailableError,
+                                           tf.errors.DeadlineExceededError)):
+            raise  # Not about a peer: keep TensorFlow's own report.
+        reason = next((line.strip() for line in text.splitlines()
+                       if line.strip() and not line.startswith(("Detected at", "  File",
+                                                                 "Graph execution"))),
+                      type(error).__name__)[:200].rstrip(":. ")
+        last = last_checkpoint()
+        raise LostWorkerError(
+            f"Lost {who} of the multi-worker run ({type(error).__name__}: {reason}); "
+            f"{own[0]} {own[1]} stopped too. Restart every worker with the same command to "
+            f"resume from {last or 'the start (no checkpoint was written yet)'}.") from None
 
 
 def _tpu_strategy(tpu):

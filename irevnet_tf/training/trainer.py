@@ -37,6 +37,8 @@ from absl import logging
 
 from irevnet_tf import configs
 from irevnet_tf import data as data_lib
+from irevnet_tf import files
+from irevnet_tf import model_files
 from irevnet_tf.data import pipeline as data_pipeline
 from irevnet_tf.training import checkpointing
 from irevnet_tf.training import config as config_lib
@@ -48,7 +50,7 @@ from irevnet_tf.training import schedules
 from irevnet_tf.training import strategies
 from irevnet_tf.training import task as task_lib
 from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError,
-                                        NonFiniteLossError)
+                                        NonFiniteLossError, UnreadableCheckpointError)
 
 KERAS_MODEL_FILE = "model.keras"
 # Flags besides the model fields that a resumed run must keep: they change the
@@ -153,7 +155,7 @@ class Trainer:
             overrides["input_shape"] = input_shape
         if not config.reversible:
             overrides["reversible"] = False
-        return model_dir_lib.RunConfig(
+        return model_files.RunConfig(
             config_name=config.config, overrides=overrides, dataset=config.dataset,
             image_size=plan.image_size, num_classes=int(info.num_classes),
             mean=tuple(float(v) for v in info.mean), std=tuple(float(v) for v in info.std),
@@ -186,11 +188,19 @@ class Trainer:
         config = self.config
         # Multi-worker strategies must exist before TensorFlow runs anything.
         strategy = strategies.create_strategy(config.strategy, config.tpu)
-        with _global_settings(config):
+        with _global_settings(config), strategies.lost_workers_named(strategy, self._last_good):
             session = self._set_up(strategy)
             with checkpointing.PreemptionWatcher() as preemption:
                 preempted = self._train(session, preemption)
             return self._finish(session, preempted)
+
+    def _last_good(self):
+        """The newest checkpoint (for the lost-worker message), or None. Not read through:
+        the message must come at once, and the rerun checks what it restores anyway."""
+        try:
+            return tf.train.latest_checkpoint(model_files.checkpoint_dir(self.config.model_dir))
+        except files.WRITE_ERRORS:
+            return None
 
     def _set_up(self, strategy):
         """Data, plan, run configuration, model, optimizer, checkpoint and loops."""
@@ -206,7 +216,7 @@ class Trainer:
             raise CheckpointMismatchError(str(error)) from None
         if chief:
             tf.io.gfile.makedirs(config.model_dir)
-            run_config.save(model_dir_lib.run_config_path(config.model_dir))
+            run_config.save(model_files.run_config_path(config.model_dir))
         seed = config.effective_seed
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
@@ -220,7 +230,11 @@ class Trainer:
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_variable)
         keeper = checkpointing.CheckpointKeeper(checkpoint, config.model_dir,
                                                 config.keep_checkpoints, strategy)
-        restored = keeper.restore_latest()
+        try:
+            restored = keeper.restore_latest()
+        except UnreadableCheckpointError as error:
+            raise UnreadableCheckpointError(
+                f"{error} (--model_dir={config.model_dir})") from None
         start_step = int(step_variable.numpy())
         self._log_start(model, info, plan, replicas, restored, start_step)
 
@@ -268,15 +282,31 @@ class Trainer:
         loops, reporter, split = session.loops, session.reporter, session.info.eval_split
         with _described_input_errors(self.config, split):
             sums = loops.evaluate(iter(session.eval_dataset), session.plan.eval_steps)
-        metrics = reporter.evaluation(step, sums)
+        with self._writing_summaries(session, "eval"):
+            metrics = reporter.evaluation(step, sums)
         if session.images_in_summary:
             with _described_input_errors(self.config, split):
                 originals, rebuilt = loops.reconstruct(iter(session.eval_dataset))
-            metrics["reconstruction_max_error_pixels"] = reporter.reconstructions(
-                step, originals, rebuilt)
-        reporter.flush()
+            with self._writing_summaries(session, "eval"):
+                metrics["reconstruction_max_error_pixels"] = reporter.reconstructions(
+                    step, originals, rebuilt)
+        with self._writing_summaries(session, "eval"):
+            reporter.flush()
         session.eval_metrics, session.evaluated_step = metrics, step
         return metrics
+
+    @contextlib.contextmanager
+    def _writing_summaries(self, session, subdirectory):
+        """Turns a failed summary write (disk full) into a WriteError naming the directory."""
+        try:
+            yield
+        except files.WRITE_ERRORS as error:
+            last = session.keeper.latest()
+            raise files.write_error(
+                "TensorBoard summaries", os.path.join(self.config.model_dir, subdirectory),
+                error, advice=(f"The last good checkpoint is "
+                               f"{last or 'none (none was written yet)'}; free space and run "
+                               f"the same command again to resume from it.")) from None
 
     def _save(self, session, step):
         session.checkpoint_path, session.saved_step = session.keeper.save(step), step
@@ -306,7 +336,9 @@ class Trainer:
                     f"{last or 'none (no checkpoint was written yet)'}. Lower "
                     f"--base_learning_rate, add --warmup_epochs, or use --precision=float32.")
             loops.sync_batch_norm_statistics()
-            session.reporter.train_loop(step, steps, sums, session.schedule(step - 1), seconds)
+            with self._writing_summaries(session, "train"):
+                session.reporter.train_loop(step, steps, sums, session.schedule(step - 1),
+                                            seconds)
             if loops.any_worker(preemption.requested):
                 self._save(session, step)
                 logging.warning("Preempted: saved %s at step %d; rerun the same command to "
@@ -328,8 +360,15 @@ class Trainer:
             if session.saved_step != step:
                 self._save(session, step)
             if session.chief:
-                keras_model = self._write_keras_model(session.model, session.run_config)
-        session.reporter.flush()
+                try:
+                    keras_model = self._write_keras_model(session.model, session.run_config)
+                except files.WriteError as error:
+                    raise error.with_advice(
+                        f"Training finished and its last checkpoint {session.checkpoint_path} "
+                        f"is saved; free space and run the same command again to write "
+                        f"{KERAS_MODEL_FILE} from it.") from None
+        with self._writing_summaries(session, "train"):
+            session.reporter.flush()
         train, evaluation = session.reporter.last_train, session.eval_metrics
         result = {
             "model_dir": self.config.model_dir, "step": step,
@@ -340,7 +379,7 @@ class Trainer:
             "eval_examples": evaluation.get("examples"),
             "reconstruction_max_error_pixels": evaluation.get(
                 "reconstruction_max_error_pixels"),
-            "run_config": model_dir_lib.run_config_path(self.config.model_dir),
+            "run_config": model_files.run_config_path(self.config.model_dir),
             "checkpoint": session.checkpoint_path, "keras_model": keras_model,
             "seconds": session.reporter.total_seconds,
             "images_per_second": session.reporter.steady_images_per_second,
@@ -393,7 +432,7 @@ class Trainer:
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
         plain.set_weights(model.get_weights())
-        model_dir_lib.save_keras_model(plain, run_config, path)
+        model_files.save_keras_model(plain, run_config, path, what=KERAS_MODEL_FILE)
         logging.info("Wrote %s", path)
         return path
 

@@ -8,7 +8,7 @@ independently of the exporter.
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf.training.model_dir import RunConfig
+from irevnet_tf.model_files import RunConfig
 
 MEAN = (80.0,)
 STD = (100.0,)

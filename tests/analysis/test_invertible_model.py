@@ -8,7 +8,7 @@ import pytest
 from irevnet_tf import IRevNet
 from irevnet_tf.analysis import (KerasInvertibleModel, SavedModelInvertibleModel,
                                  load_invertible_model, resolve_model_path)
-from irevnet_tf.training.model_dir import RunConfig, run_config_path
+from irevnet_tf.model_files import RunConfig, run_config_path
 from tests.analysis.model_fixtures import MEAN, STD, export_saved_model, normalised
 
 

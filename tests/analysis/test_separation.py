@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from irevnet_tf import build_irevnet
 from irevnet_tf.analysis import analysis_data, run_analyses, separation
-from irevnet_tf.training.model_dir import RunConfig
+from irevnet_tf.model_files import RunConfig
 from tests.analysis.model_fixtures import MEAN, STD, normalised
 
 # A hand-made 2-D case. Training: class 0 at (0, 0), (0, 2), (0, 4); class 1 at (4, 2).

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from irevnet_tf.conversion import release
-from irevnet_tf.training import model_dir
+from irevnet_tf import model_files as model_dir
 from tests.conversion import fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

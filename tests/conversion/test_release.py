@@ -12,7 +12,7 @@ import pytest
 
 from irevnet_tf.conversion import release
 from irevnet_tf.conversion.torch_checkpoint import CheckpointError, TorchCheckpointReader
-from irevnet_tf.training import model_dir
+from irevnet_tf import model_files as model_dir
 from tests.conversion import fixtures
 from tests.conversion import release_reference as ref
 

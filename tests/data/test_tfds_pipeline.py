@@ -21,7 +21,7 @@ def test_imagenet2012_info():
         "train", "validation", "imagenet")
     assert info.mean == (123.675, 116.28, 103.53) and info.std == (58.395, 57.12, 57.375)
     # The model directory's defaults describe the same inputs.
-    from irevnet_tf.training import model_dir
+    from irevnet_tf import model_files as model_dir
     assert (info.mean, info.std) == (model_dir.IMAGENET_MEAN, model_dir.IMAGENET_STD)
 
 

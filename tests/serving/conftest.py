@@ -6,7 +6,7 @@ import pytest
 
 from irevnet_tf import build_irevnet
 from irevnet_tf.serving import export as export_lib
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 from tests.helpers import randomize_batch_norms, write_model_dir
 from tests.serving.helpers import MEAN, STD
 

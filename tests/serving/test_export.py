@@ -16,7 +16,7 @@ import tensorflow as tf
 from irevnet_tf import build_irevnet
 from irevnet_tf.serving import export as export_lib
 from irevnet_tf.serving import warmup as warmup_lib
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 from tests.helpers import write_model_dir
 from tests.serving.helpers import (MEAN, STD, normalise_numpy, pixels, repo_root,
                                    softmax_numpy, subprocess_env)

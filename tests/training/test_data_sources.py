@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from irevnet_tf.data import InputDataError
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 from irevnet_tf.training import trainer
 from tests.data.conftest import write_imagenet_shards
 from tests.training.test_trainer import read_events

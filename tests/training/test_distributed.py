@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from irevnet_tf.training import model_dir as model_dir_lib
+from irevnet_tf import model_files as model_dir_lib
 from irevnet_tf.training import trainer
 from tests.training import fake_data
 

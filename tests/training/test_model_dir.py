@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from irevnet_tf import build_irevnet
-from irevnet_tf.training import model_dir
+from irevnet_tf import model_files as model_dir
 from tests import helpers
 
 
