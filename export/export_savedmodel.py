@@ -26,6 +26,11 @@ flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16", "mixed_float1
                   "Dtype policy the export computes in (default: the model's). "
                   "mixed_bfloat16 is the fast path on TPUs and AMX CPUs; every choice is "
                   "exact: decode(encode(x)) gives x back.")
+flags.DEFINE_integer("inference_chunk", 1,
+                     "Images per model call inside the signatures: 1 makes each image's Phi "
+                     "independent of how requests are batched (TF Serving's batching, "
+                     "decoding one image of a batch); 0 runs whole batches (faster, exact "
+                     "only when decode gets the batch encode made).", lower_bound=0)
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -38,7 +43,8 @@ def main(argv):
         path = export.export_model_path(
             FLAGS.model_dir, FLAGS.export_dir, version=FLAGS.version,
             overwrite=FLAGS.overwrite, warmup=FLAGS.warmup, model_name=FLAGS.model_name,
-            crop_fraction=FLAGS.crop_fraction, precision=FLAGS.precision)
+            crop_fraction=FLAGS.crop_fraction, precision=FLAGS.precision,
+            inference_chunk=FLAGS.inference_chunk or None)
     except (OSError, ImportError, ValueError) as error:  # OSError: files.WriteError too.
         raise SystemExit(f"error: {error}") from None
     logging.info("SavedModel written to %s", path)

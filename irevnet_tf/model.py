@@ -243,7 +243,17 @@ class IRevNet(keras.Model):
                              f"got {policy!r}.")
         if policy == self.dtype_policy.name:
             return self
-        copy = type(self).from_config({**self.get_config(), "dtype": policy})
+        return self._rebuilt(dtype=policy)
+
+    def with_inference_chunk(self, chunk):
+        """A copy of this model (same weights) whose `encode`/`decode` run `chunk` images at
+        a time (None: whole batches); see the `inference_chunk` argument."""
+        if chunk == self.inference_chunk:
+            return self
+        return self._rebuilt(inference_chunk=chunk)
+
+    def _rebuilt(self, **overrides):
+        copy = type(self).from_config({**self.get_config(), **overrides})
         copy.set_weights(self.get_weights())
         return copy
 

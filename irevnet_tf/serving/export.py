@@ -64,7 +64,8 @@ def resolve_version(export_dir, version=None, overwrite=False):
 def export_saved_model(model, run_config, export_dir, version=None, overwrite=False,
                        warmup=True, model_name=DEFAULT_MODEL_NAME,
                        crop_fraction=signatures_lib.DEFAULT_CROP_FRACTION,
-                       top_k=signatures_lib.DEFAULT_TOP_K, precision=None):
+                       top_k=signatures_lib.DEFAULT_TOP_K, precision=None,
+                       inference_chunk=1):
     """Writes `model` with its serving signatures to `<export_dir>/<version>/`; returns that path.
 
     Args:
@@ -80,6 +81,12 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
         precision: the dtype policy the export computes F and the head in: "float32",
             "mixed_bfloat16" (AMX CPUs, TPUs) or "mixed_float16"; default the model's.
             Any of them is exact: `decode(encode(x))` gives x's grid points back.
+        inference_chunk: images per call of the model inside the signatures (see
+            `IRevNet`'s argument). The default 1 makes every image's Phi independent of
+            the batch it arrives in, so that TF Serving's request batching, or a client
+            decoding one image of an encoded batch, cannot move a grid point; None runs
+            whole batches (faster on large batches, exact only when decode sees the
+            batch encode saw).
     """
     if warmup:
         warmup_lib.require_serving_api()  # Before anything is written.
@@ -94,6 +101,7 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
                         model.num_classes, model.num_classes)
     if precision is not None:
         model = model.with_dtype_policy(precision)
+    model = model.with_inference_chunk(inference_chunk)
     module = signatures_lib.ServingModule(
         model, image_size=run_config.image_size, mean=run_config.mean, std=run_config.std,
         crop_fraction=crop_fraction, top_k=top_k)
