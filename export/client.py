@@ -1,4 +1,4 @@
-"""Calls an i-RevNet served by TensorFlow Serving, over REST or gRPC.
+r"""Calls an i-RevNet served by TensorFlow Serving, over REST or gRPC.
 
     python export/client.py --server=localhost:8501 --signature=classify_image_bytes cat.jpg
     python export/client.py --protocol=grpc --server=localhost:8500 --signature=encode \

@@ -1,9 +1,28 @@
 """irevnet_tf: i-RevNet, the exactly invertible deep network, as Keras 3 layers and models."""
 
-from irevnet_tf import layers
-from irevnet_tf.configs import CONFIGS, build_irevnet, config_names, get_config
-from irevnet_tf.model import IRevNet
+import importlib
 
 __version__ = "0.1.0"
 
 __all__ = ["CONFIGS", "IRevNet", "build_irevnet", "config_names", "get_config", "layers"]
+
+# Where each public name lives. They are imported on first use (PEP 562), so that
+# `import irevnet_tf.cli` does not import TensorFlow: the command lines must set up
+# TensorFlow's logging before it loads (see irevnet_tf/cli.py).
+_EXPORTS = {"CONFIGS": "irevnet_tf.configs", "build_irevnet": "irevnet_tf.configs",
+            "config_names": "irevnet_tf.configs", "get_config": "irevnet_tf.configs",
+            "IRevNet": "irevnet_tf.model", "layers": None}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'irevnet_tf' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    value = (importlib.import_module(f"irevnet_tf.{name}") if module is None
+             else getattr(importlib.import_module(module), name))
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
