@@ -10,6 +10,8 @@ for decode) to the other signatures. `--output` saves the answer's arrays as .np
 
 from absl import app, flags
 
+from irevnet_tf import cli
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "REST (port 8501) or gRPC (8500).")
 flags.DEFINE_string("server", "localhost:8501", "Server address (host:port or REST URL).")
@@ -26,12 +28,14 @@ def main(argv):
     from irevnet_tf.serving import client_inputs
 
     try:
+        cli.check_file_flag("output", FLAGS.output)  # Before the request, not after it.
         inputs = client_inputs.load_inputs(FLAGS.signature, argv[1:])
         client = client_lib.make_client(FLAGS.protocol, FLAGS.server,
                                         model_name=FLAGS.model_name,
                                         version=FLAGS.model_version, timeout=FLAGS.timeout)
         outputs = client.predict(client_inputs.signature_name(FLAGS.signature), inputs)
     except (client_lib.ServingError, FileNotFoundError, ImportError, ValueError) as error:
+        # (cli.PathFlagError is a ValueError.)
         raise SystemExit(f"error: {error}") from None
     print(client_inputs.summarise(outputs))
     if FLAGS.output:
@@ -39,4 +43,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli.quiet_tensorflow()
     app.run(main)

@@ -36,9 +36,10 @@ NATIVE_NOISE = re.compile(
 
 # Python (absl/tf) log records about TensorFlow's own internals, dropped by message.
 PYTHON_NOISE = re.compile(
-    r"contains unsupported characters which will be renamed"
+    r"with unsupported characters which will be renamed to "
     r"|^Sharding callback duration"
     r"|^Assets written to: "
+    r"|^Writing fingerprint to "
     r"|^Fingerprint not found\. Saved model loading will continue\."
     r"|^path_and_singleprint metric could not be logged")
 
@@ -103,3 +104,62 @@ def quiet_tensorflow():
                     sys.stderr.write(text)
                     sys.stderr.flush()
     install_log_filter()
+
+
+# --- Path flags and one-line errors ---------------------------------------------------------
+
+class PathFlagError(ValueError):
+    """A path flag names the wrong kind of thing (a file for a directory or the reverse)."""
+
+
+def _is_remote(path):
+    return "://" in str(path)  # gs://, s3://, ...: checked by TensorFlow when used.
+
+
+def _first_file_on_the_way(path):
+    """The deepest existing ancestor of `path` if it is a file (then `path` cannot be
+    created below it), else None."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent, previous = os.path.dirname(parent), parent
+        if parent == previous:
+            return None
+    return parent if parent and os.path.isfile(parent) else None
+
+
+def check_directory_flag(flag, path):
+    """Raises PathFlagError (naming `--flag`) when local `path` is, or lies below, a file:
+    a directory is expected there (it may not exist yet). Writes nothing."""
+    if not path or _is_remote(path):
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise PathFlagError(f"--{flag}={path} is a file; it must name a directory (created if "
+                            "missing). Nothing was written.")
+    blocker = _first_file_on_the_way(path)
+    if blocker:
+        raise PathFlagError(f"--{flag}={path} cannot be a directory: {blocker} is a file. "
+                            "Nothing was written.")
+
+
+def check_file_flag(flag, path, must_exist=False):
+    """Raises PathFlagError (naming `--flag`) when local `path` is a directory (a file is
+    expected), lies below a file, or, with `must_exist`, does not exist. Writes nothing."""
+    if not path or _is_remote(path):
+        return
+    if os.path.isdir(path):
+        raise PathFlagError(f"--{flag}={path} is a directory; it must name a file. Nothing "
+                            "was written.")
+    if must_exist and not os.path.exists(path):
+        raise PathFlagError(f"--{flag}={path} does not exist.")
+    blocker = _first_file_on_the_way(path)
+    if blocker:
+        raise PathFlagError(f"--{flag}={path} cannot be created: {blocker} is a file. "
+                            "Nothing was written.")
+
+
+def exit_with_error(message, exitcode=2):
+    """Ends a command line with one line on stderr, `error: <message>`, and `exitcode` (2:
+    a usage error), instead of absl's full usage text or a traceback."""
+    sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
+    sys.stderr.flush()
+    sys.exit(exitcode)

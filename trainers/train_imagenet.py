@@ -48,7 +48,7 @@ def main(argv):
         config = training_flags.config_from_flags(FLAGS)
         result = trainer.train(config)
     except FlagError as error:
-        raise app.UsageError(str(error)) from None
+        cli.exit_with_error(error)  # One line naming the flag, not the whole usage.
     except (NoAcceleratorError, NonFiniteLossError, CheckpointMismatchError,
             InputDataError) as error:
         logging.error("%s", error)

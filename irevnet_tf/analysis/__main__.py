@@ -42,8 +42,13 @@ flags.DEFINE_string("holdout_split", "validation", "Held-out split (datasets oth
 
 
 def main(argv):
-    del argv
     values = flags.FLAGS
+    if len(argv) > 1:
+        cli.exit_with_error(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        cli.check_directory_flag("output_dir", values.output_dir)
+    except cli.PathFlagError as error:
+        cli.exit_with_error(error)
     try:
         results = runner.run_analyses(
             values.model, values.output_dir, dataset=values.dataset,
@@ -52,8 +57,8 @@ def main(argv):
             batch_size=values.batch_size, image_size=values.image_size,
             train_split=values.train_split, holdout_split=values.holdout_split)
     except (ValueError, FileNotFoundError) as error:
-        # Bad flags or inputs: a one-line usage error, not a traceback.
-        raise app.UsageError(str(error)) from None
+        # Bad flags or inputs: a one-line error, not a traceback or the whole usage text.
+        cli.exit_with_error(error)
     print(f"Wrote {len(results['written'])} files to {results['output_dir']}:")
     for path, description in results["written"]:
         print(f"  {path}: {description}")

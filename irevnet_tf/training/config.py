@@ -8,6 +8,7 @@ The defaults are the paper's ImageNet recipe for i-RevNet-301 (i-RevNet, ICLR 20
 
 import dataclasses
 import math
+import os
 from typing import Optional, Tuple
 
 from irevnet_tf import configs
@@ -178,6 +179,10 @@ class TrainConfig:
         if not self.model_dir or not str(self.model_dir).strip():
             raise FlagError("--model_dir is required: the directory that receives the run "
                             "configuration, checkpoints, summaries and model.keras.")
+        if os.path.exists(str(self.model_dir)) and not os.path.isdir(str(self.model_dir)):
+            # A file here would fail deep inside checkpointing, after other writes.
+            raise FlagError(f"--model_dir={self.model_dir} is a file; it must name a "
+                            "directory (created if missing). Nothing was written.")
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
