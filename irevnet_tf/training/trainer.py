@@ -254,11 +254,12 @@ class Trainer:
         epochs = (f"{plan.total_steps / plan.steps_per_epoch:.2f}" if plan.steps_per_epoch
                   else "?")
         logging.info(
-            "i-RevNet %s (%s parameters) on %s: %d replica(s), global batch %d, %d steps "
-            "(%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
+            "i-RevNet %s (%s parameters) on %s at %dx%d: %d replica(s), global batch %d, "
+            "%d steps (%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
             "precision %s, reversible %s, XLA %s", config.config,
             f"{trainable_parameters(model):,} trainable",
-            config.dataset, replicas, plan.global_batch_size, plan.total_steps, epochs,
+            config.dataset, plan.image_size, plan.image_size, replicas, plan.global_batch_size,
+            plan.total_steps, epochs,
             info.train_split, config.lr_schedule, plan.peak_learning_rate, plan.warmup_steps,
             list(plan.decay_boundaries), config.precision, config.reversible, config.use_jit())
         if restored:
