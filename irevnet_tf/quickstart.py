@@ -26,18 +26,18 @@ if __name__ == "__main__":
 
 from absl import app, flags, logging  # noqa: E402
 
+from irevnet_tf.training import flags as training_flags  # noqa: E402
 from irevnet_tf.training.recipes import DIGITS_QUICKSTART  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "irevnet_quickstart", "Where the run, the export and the "
                     "analyses go.")
-flags.DEFINE_string("config", DIGITS_QUICKSTART["config"], "Named i-RevNet configuration.")
-flags.DEFINE_float("train_epochs", DIGITS_QUICKSTART["train_epochs"], "Training epochs over "
-                   "the 1,438 training digits.")
-flags.DEFINE_integer("batch_size", DIGITS_QUICKSTART["batch_size"], "Global training batch.")
-flags.DEFINE_float("base_learning_rate", DIGITS_QUICKSTART["base_learning_rate"],
-                   "Learning rate per 256 images (scaled to the batch), cosine decay.")
-flags.DEFINE_integer("seed", DIGITS_QUICKSTART["seed"], "Seed of the weights and data order.")
+# The training settings the quickstart lets you change: the trainer's own flags (declared
+# once, in irevnet_tf/training/config.py), with the quickstart recipe's defaults.
+training_flags.define_flags(
+    names=("config", "train_epochs", "batch_size", "base_learning_rate", "seed"),
+    defaults=DIGITS_QUICKSTART)
+flags.adopt_module_key_flags(training_flags)
 
 # The exported round trip, max |decode(encode(x)) - x| / max |x| (as the package reports it
 # everywhere), must hold to this.

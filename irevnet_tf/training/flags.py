@@ -34,17 +34,30 @@ def _value_type(annotation):
     return annotation, False
 
 
-def define_flags(flag_values=flags.FLAGS):
+def define_flags(flag_values=flags.FLAGS, names=None, defaults=None):
     """Defines one flag per TrainConfig field on `flag_values` (absl's global FLAGS by
-    default); returns the flag names in declaration order."""
-    names = []
-    for field in dataclasses.fields(config_lib.TrainConfig):
+    default); returns the flag names in declaration order.
+
+    Args:
+        names: only these fields (another command line that takes some training settings,
+            e.g. the quickstart); default all.
+        defaults: `{name: default}` replacing the declared defaults (e.g. a recipe's).
+    """
+    defaults = dict(defaults or {})
+    fields = dataclasses.fields(config_lib.TrainConfig)
+    unknown = sorted(set(names or ()) - {field.name for field in fields})
+    if unknown:
+        raise ValueError(f"define_flags: not training settings: {', '.join(unknown)}.")
+    defined = []
+    for field in fields:
+        if names is not None and field.name not in names:
+            continue
         metadata = field.metadata
         if "help" not in metadata:
             raise TypeError(f"TrainConfig.{field.name} lacks its flag declaration (use "
                             "config._setting).")
         value_type, is_list = _value_type(field.type)
-        default = field.default
+        default = defaults.get(field.name, field.default)
         if is_list:
             flags.DEFINE_list(field.name, None if default is None else list(default),
                               metadata["help"], flag_values=flag_values)
@@ -54,8 +67,8 @@ def define_flags(flag_values=flags.FLAGS):
         else:
             _DEFINERS[value_type](field.name, default, metadata["help"],
                                   flag_values=flag_values)
-        names.append(field.name)
-    return names
+        defined.append(field.name)
+    return defined
 
 
 def groups():
