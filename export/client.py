@@ -10,7 +10,10 @@ for decode) to the other signatures. `--output` saves the answer's arrays as .np
 
 from absl import app, flags
 
-from irevnet_tf import cli
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
+
+from irevnet_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "REST (port 8501) or gRPC (8500).")

@@ -11,7 +11,10 @@ torch and runs no code from the checkpoint. All logic lives in
 
 import json
 
-from irevnet_tf import cli
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
+
+from irevnet_tf import cli  # noqa: E402
 
 if __name__ == "__main__":
     cli.quiet_tensorflow()  # Before the conversion modules import TensorFlow.

@@ -11,7 +11,10 @@ classify_image_bytes, encode, decode, encode_stages; see irevnet_tf/serving/sign
 
 from absl import app, flags, logging
 
-from irevnet_tf import cli
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
+
+from irevnet_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trainer's model directory, or a .keras file.")

@@ -104,6 +104,12 @@ def quiet_tensorflow():
                     sys.stderr.write(text)
                     sys.stderr.flush()
     install_log_filter()
+    # The package's public names and Keras registrations, deferred by irevnet_tf/__init__.py
+    # while a command line starts.
+    import irevnet_tf
+
+    for name in irevnet_tf.__all__:
+        getattr(irevnet_tf, name)
 
 
 # --- Path flags and one-line errors ---------------------------------------------------------

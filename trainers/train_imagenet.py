@@ -16,7 +16,10 @@ and the loop itself is irevnet_tf/training/trainer.py. docs/training.md explains
 
 import sys
 
-from irevnet_tf import cli
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
+
+from irevnet_tf import cli  # noqa: E402
 
 cli.quiet_tensorflow()  # Before TensorFlow is imported (below, through irevnet_tf).
 
