@@ -17,9 +17,11 @@ setup(
         "tensorflow-datasets",
         "numpy",
         "absl-py",
+        # The analysis figures (labelled image panels, the separation plot).
+        "matplotlib",
     ],
     extras_require={
-        "plots": ["matplotlib"],
+        "plots": [],  # Kept so that `pip install irevnet_tf[plots]` still works.
         "serving": ["tensorflow-serving-api"],
         "tensorboard": ["tensorboard"],
         # scikit-learn is only an independent reference in the analysis tests.

@@ -21,6 +21,8 @@ common.define_config_flags()
 flags.DEFINE_integer("repeats", 7, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
 common.define_calibration_flag()
+# `--help` lists this script's key flags: also the ones defined in common.
+flags.adopt_module_key_flags(common)
 flags.DEFINE_bool("jit_compile", False, "Compile with XLA (slower on this CPU; TPUs need it).")
 
 

@@ -31,6 +31,8 @@ common.define_config_flags()
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
 common.define_calibration_flag()
+# `--help` lists this script's key flags: also the ones defined in common.
+flags.adopt_module_key_flags(common)
 flags.DEFINE_bool("train", True, "Also time a training step in both frameworks.")
 flags.DEFINE_list("modes", ["reversible", "plain"], "irevnet_tf gradient modes to train with.")
 flags.DEFINE_integer("train_steps", 3, "Steps per timed irevnet_tf training-loop call.")

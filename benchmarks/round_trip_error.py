@@ -23,6 +23,8 @@ FLAGS = flags.FLAGS
 common.define_config_flags()
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
 common.define_calibration_flag()
+# `--help` lists this script's key flags: also the ones defined in common.
+flags.adopt_module_key_flags(common)
 
 
 def measure(name, batch_size):

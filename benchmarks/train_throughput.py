@@ -25,6 +25,8 @@ from benchmarks import common
 
 FLAGS = flags.FLAGS
 common.define_config_flags()
+# `--help` lists this script's key flags: also the ones defined in common.
+flags.adopt_module_key_flags(common)
 flags.DEFINE_list("modes", ["reversible", "plain"], "Gradient modes: reversible and/or plain.")
 flags.DEFINE_integer("steps", 5, "Steps per timed loop call.")
 flags.DEFINE_integer("loops", 3, "Timed loop calls (the median is reported).")

@@ -1,4 +1,4 @@
-"""Calls an i-RevNet served by TensorFlow Serving, over REST or gRPC.
+r"""Calls an i-RevNet served by TensorFlow Serving, over REST or gRPC.
 
     python export/client.py --server=localhost:8501 --signature=classify_image_bytes cat.jpg
     python export/client.py --protocol=grpc --server=localhost:8500 --signature=encode \
@@ -9,6 +9,11 @@ for decode) to the other signatures. `--output` saves the answer's arrays as .np
 """
 
 from absl import app, flags
+
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
+
+from irevnet_tf import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "REST (port 8501) or gRPC (8500).")
@@ -26,12 +31,14 @@ def main(argv):
     from irevnet_tf.serving import client_inputs
 
     try:
+        cli.check_file_flag("output", FLAGS.output)  # Before the request, not after it.
         inputs = client_inputs.load_inputs(FLAGS.signature, argv[1:])
         client = client_lib.make_client(FLAGS.protocol, FLAGS.server,
                                         model_name=FLAGS.model_name,
                                         version=FLAGS.model_version, timeout=FLAGS.timeout)
         outputs = client.predict(client_inputs.signature_name(FLAGS.signature), inputs)
     except (client_lib.ServingError, FileNotFoundError, ImportError, ValueError) as error:
+        # (cli.PathFlagError is a ValueError.)
         raise SystemExit(f"error: {error}") from None
     print(client_inputs.summarise(outputs))
     if FLAGS.output:
@@ -42,4 +49,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli.quiet_tensorflow()
     app.run(main)

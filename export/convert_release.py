@@ -11,10 +11,18 @@ torch and runs no code from the checkpoint. All logic lives in
 
 import json
 
-from absl import app, flags, logging
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
 
-from irevnet_tf import configs
-from irevnet_tf.conversion import release
+from irevnet_tf import cli  # noqa: E402
+
+if __name__ == "__main__":
+    cli.quiet_tensorflow()  # Before the conversion modules import TensorFlow.
+
+from absl import app, flags, logging  # noqa: E402
+
+from irevnet_tf import configs  # noqa: E402
+from irevnet_tf.conversion import release  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "The release's torch.save file (e.g. the authors' "
@@ -46,6 +54,12 @@ def _parse_overrides(text):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        cli.check_file_flag("checkpoint", FLAGS.checkpoint, must_exist=True)
+        cli.check_file_flag("output", FLAGS.output)
+    except cli.PathFlagError as error:
+        logging.error("%s", error)
+        return 1
     try:
         summary = release.convert_release(
             FLAGS.checkpoint, FLAGS.output, config_name=FLAGS.config,

@@ -11,6 +11,11 @@ classify_image_bytes, encode, decode, encode_stages; see irevnet_tf/serving/sign
 
 from absl import app, flags, logging
 
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
+
+from irevnet_tf import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trainer's model directory, or a .keras file.")
 flags.DEFINE_string("export_dir", None, "Directory TF Serving watches; versions go below it.")
@@ -37,6 +42,11 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        # --model_dir may be a directory or a .keras file; --export_dir is a directory.
+        cli.check_directory_flag("export_dir", FLAGS.export_dir)
+    except cli.PathFlagError as error:
+        cli.exit_with_error(error)
     from irevnet_tf.serving import export  # Deferred: --help stays fast.
 
     try:
@@ -52,4 +62,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli.quiet_tensorflow()
     app.run(main)

@@ -1,29 +1,46 @@
-"""Trains i-RevNet on ImageNet (or another image data set) on TPUs, GPUs or CPUs.
+r"""Trains i-RevNet on ImageNet (or another image data set) on TPUs, GPUs or CPUs.
 
     python trainers/train_imagenet.py --strategy=tpu --tpu=local \
         --model_dir=gs://bucket/irevnet301 --data_dir=gs://bucket/tensorflow_datasets
 
 The defaults are the paper's recipe for i-RevNet-301: SGD with momentum 0.9, coupled
 weight decay 1e-4, batch 256, lr 0.1 divided by 10 every 160k steps, 600k steps.
-See `--helpfull` or irevnet_tf/training/flags.py for every option; the loop itself is
-irevnet_tf/training/trainer.py.
+A quick look on a CPU (random images at the configuration's size, 3 steps):
+
+    python trainers/train_imagenet.py --model_dir=/tmp/irevnet_speed --config=irevnet_cifar \
+        --dataset=synthetic --batch_size=8 --train_steps=3
+
+Every option is listed below; the settings are declared in irevnet_tf/training/config.py
+and the loop itself is irevnet_tf/training/trainer.py. docs/training.md explains them.
 """
 
 import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
+IREVNET_TF_COMMAND_LINE = True
 
-from irevnet_tf.data import InputDataError
-from irevnet_tf.training import flags as training_flags
-from irevnet_tf.training import trainer
-from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError, LostWorkerError,
-                                        NoAcceleratorError, NonFiniteLossError,
-                                        UnreadableCheckpointError, WriteError)
+from irevnet_tf import cli  # noqa: E402
+
+cli.quiet_tensorflow()  # Before TensorFlow is imported (below, through irevnet_tf).
+
+from absl import app  # noqa: E402 (after the quiet TensorFlow import)
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from irevnet_tf.data import InputDataError  # noqa: E402
+from irevnet_tf.training import flags as training_flags  # noqa: E402
+from irevnet_tf.training import trainer  # noqa: E402
+from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError,  # noqa: E402
+                                        LostWorkerError, NoAcceleratorError,
+                                        NonFiniteLossError, UnreadableCheckpointError,
+                                        WriteError)
 
 training_flags.define_flags()
+# `--help` lists the flags of this script's key modules only: the training flags are.
+flags.adopt_module_key_flags(training_flags)
+# The usage text (this docstring) ends with the flags by group; absl sorts them below.
+__doc__ += "\n" + training_flags.groups_overview()
 FLAGS = flags.FLAGS
 # Exit status after a SIGTERM-triggered checkpoint: 128 + SIGTERM, like a killed process,
 # so that schedulers restart the job instead of treating it as finished.
@@ -37,7 +54,7 @@ def main(argv):
         config = training_flags.config_from_flags(FLAGS)
         result = trainer.train(config)
     except FlagError as error:
-        raise app.UsageError(str(error)) from None
+        cli.exit_with_error(error)  # One line naming the flag, not the whole usage.
     except (NoAcceleratorError, NonFiniteLossError, CheckpointMismatchError,
             InputDataError, UnreadableCheckpointError, WriteError, LostWorkerError) as error:
         logging.error("%s", error)

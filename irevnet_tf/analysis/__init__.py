@@ -6,12 +6,29 @@ command line. The pieces are usable alone: `load_invertible_model` (the pixel-un
 encode/decode view of a model), `reconstruction`, `interpolation`, `separation`.
 """
 
-from irevnet_tf.analysis.analysis_data import AnalysisExamples, load_examples
-from irevnet_tf.analysis.invertible_model import (InvertibleModel, KerasInvertibleModel,
-                                                  SavedModelInvertibleModel,
-                                                  load_invertible_model, resolve_model_path)
-from irevnet_tf.analysis.runner import ANALYSES, run_analyses
+import importlib
 
 __all__ = ["ANALYSES", "AnalysisExamples", "InvertibleModel", "KerasInvertibleModel",
            "SavedModelInvertibleModel", "load_examples", "load_invertible_model",
            "resolve_model_path", "run_analyses"]
+
+# Imported on first use (PEP 562), so that `python -m irevnet_tf.analysis` can quiet
+# TensorFlow's logging before TensorFlow loads (irevnet_tf/cli.py).
+_EXPORTS = {"AnalysisExamples": "analysis_data", "load_examples": "analysis_data",
+            "InvertibleModel": "invertible_model", "KerasInvertibleModel": "invertible_model",
+            "SavedModelInvertibleModel": "invertible_model",
+            "load_invertible_model": "invertible_model",
+            "resolve_model_path": "invertible_model", "ANALYSES": "runner",
+            "run_analyses": "runner"}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'irevnet_tf.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"irevnet_tf.analysis.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,4 +1,4 @@
-"""Command line of the analyses: `python -m irevnet_tf.analysis --model=PATH --output_dir=DIR`.
+r"""Command line of the analyses: `python -m irevnet_tf.analysis --model=PATH --output_dir=DIR`.
 
 Writes reconstructions, interpolation strips and separation-by-depth tables and plots for a
 model directory, a `.keras` file or a SavedModel export (see `irevnet_tf.analysis.run_analyses`).
@@ -10,10 +10,15 @@ Example:
 
 import json
 
-from absl import app, flags, logging
+from irevnet_tf import cli
 
-from irevnet_tf import files
-from irevnet_tf.analysis import runner
+if __name__ == "__main__":
+    cli.quiet_tensorflow()  # Before the analysis modules import TensorFlow.
+
+from absl import app, flags  # noqa: E402
+
+from irevnet_tf import files  # noqa: E402
+from irevnet_tf.analysis import runner  # noqa: E402
 
 flags.DEFINE_string("model", None, "Model directory, .keras file, SavedModel export or TF "
                     "Serving base directory (highest version).", required=True)
@@ -38,8 +43,13 @@ flags.DEFINE_string("holdout_split", "validation", "Held-out split (datasets oth
 
 
 def main(argv):
-    del argv
     values = flags.FLAGS
+    if len(argv) > 1:
+        cli.exit_with_error(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        cli.check_directory_flag("output_dir", values.output_dir)
+    except cli.PathFlagError as error:
+        cli.exit_with_error(error)
     try:
         results = runner.run_analyses(
             values.model, values.output_dir, dataset=values.dataset,
@@ -50,10 +60,13 @@ def main(argv):
     except files.WriteError as error:  # Disk full etc.: one line naming the file.
         raise SystemExit(f"error: {error}") from None
     except (ValueError, FileNotFoundError) as error:
-        # Bad flags or inputs: a one-line usage error, not a traceback.
-        raise app.UsageError(str(error)) from None
-    logging.info("Summary written to %s", results["summary_json"])
-    # One machine-readable line for scripts that chain training, export and analysis.
+        # Bad flags or inputs: a one-line error, not a traceback or the whole usage text.
+        cli.exit_with_error(error)
+    print(f"Wrote {len(results['written'])} files to {results['output_dir']}:")
+    for path, description in results["written"]:
+        print(f"  {path}: {description}")
+    # The last line stays machine-readable, for scripts that chain training, export and
+    # analysis.
     print(json.dumps({"summary_json": results["summary_json"]}))
 
 

@@ -2,10 +2,12 @@
 
 For a pair of images (a, b) of different classes and t in linspace(0, 1, steps), the
 representation row is decode((1 - t) Phi(a) + t Phi(b)) and the pixel row is
-(1 - t) a + t b. Each pair is written as a strip `interpolation_pair_K.png` of 2 rows (the
-representation row above the pixel row) by `steps` columns, all pairs together as
-`interpolations.png` (2 rows per pair), and `interpolations.json` lists the pairs, their
-classes, the t values and the files. At t = 0 and 1 the representation row is
+(1 - t) a + t b. `interpolations.png` is the labelled figure for people: the representation
+walks and the pixel walks as two panels side by side, one row per pair (named by its
+classes), one column per t (`figures.interpolation_figure`). Each pair is also written as
+an exact pixel strip `interpolation_pair_K.png` of 2 rows (the representation row above the
+pixel row) by `steps` columns, and `interpolations.json` lists the pairs, their classes, the
+t values and the files. At t = 0 and 1 the representation row is
 decode(Phi(a)) and decode(Phi(b)) exactly, i.e. the images themselves up to rounding.
 """
 
@@ -13,7 +15,7 @@ import os
 
 import numpy as np
 
-from irevnet_tf.analysis import image_grid, output_files
+from irevnet_tf.analysis import figures, image_grid, output_files
 
 OVERVIEW_FILE = "interpolations.png"
 STRIP_FILE = "interpolation_pair_{}.png"
@@ -47,11 +49,12 @@ def interpolation_rows(model, pixels_a, pixels_b, steps):
         raise ValueError(f"steps must be an int >= 2 (the end points included), got "
                          f"{steps!r}.")
     t = np.linspace(0.0, 1.0, steps)
-    features = model.encode(np.stack([pixels_a, pixels_b]))
+    # In float64 (whatever Phi's dtype, integer included) so that t = 0 and t = 1
+    # reproduce Phi(a) and Phi(b) exactly.
+    features = np.asarray(model.encode(np.stack([pixels_a, pixels_b])), np.float64)
     weights = t.reshape(-1, *([1] * (features.ndim - 1)))
-    # In float64 so that t = 0 and t = 1 reproduce Phi(a) and Phi(b) bit for bit.
-    mixed = (1.0 - weights) * features[0].astype(np.float64) + weights * features[1]
-    representation_row = model.decode(mixed.astype(np.float32))
+    mixed = (1.0 - weights) * features[0] + weights * features[1]
+    representation_row = np.asarray(model.decode(mixed.astype(np.float32)), np.float32)
     pixel_row = ((1.0 - weights) * np.asarray(pixels_a, np.float64) +
                  weights * np.asarray(pixels_b, np.float64)).astype(np.float32)
     return representation_row, pixel_row, t
@@ -64,14 +67,15 @@ def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8):
         raise ValueError(f"pairs must be an int >= 1, got {num_pairs!r}.")
     pixels = np.asarray(pixels, np.float32)
     pairs = choose_pairs(labels, num_pairs)
-    strips, records = [], []
+    representation_rows, pixel_rows, records = [], [], []
     for number, (first, second) in enumerate(pairs):
         representation_row, pixel_row, t = interpolation_rows(
             model, pixels[first], pixels[second], steps)
         strip = np.stack([representation_row, pixel_row])
         path = image_grid.write_grid_png(os.path.join(output_dir, STRIP_FILE.format(number)),
                                          strip)
-        strips.append(strip)
+        representation_rows.append(representation_row)
+        pixel_rows.append(pixel_row)
         records.append({
             "strip_png": path,
             "indices": [first, second],
@@ -84,8 +88,10 @@ def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8):
             "out_of_range_fraction": float(np.mean((representation_row < 0) |
                                                    (representation_row > 255))),
         })
-    overview_path = image_grid.write_grid_png(os.path.join(output_dir, OVERVIEW_FILE),
-                                              np.concatenate(strips))
+    overview_path = figures.interpolation_figure(
+        os.path.join(output_dir, OVERVIEW_FILE), representation_rows, pixel_rows,
+        [record["labels"] for record in records], t,
+        title=f"Interpolation between held-out images of two classes ({model.source})")
     report = {
         "pairs": records,
         "t": t.tolist(),

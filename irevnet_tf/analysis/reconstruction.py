@@ -1,14 +1,16 @@
 """Reconstruction: nothing is lost, decode(encode(x)) gives x back.
 
-Writes `reconstructions.png`, a grid of 3 rows by up to `grid_examples` columns (see
-`image_grid` for its exact size): the originals, decode(encode(x)), and the amplified
-difference |decode(encode(x)) - x| multiplied by `amplification_factor` = 255 / (largest
-|difference| among the shown images), so that the largest difference is white; and
-`reconstructions.json` with that factor and error statistics in pixel units over all the
-examples analysed:
+Writes `reconstructions.png`, a labelled figure for people (`figures.reconstruction_figure`:
+rows named, columns titled with the class, the difference row with its colour bar and a
+caption giving the amplification); `reconstructions_grid.png`, the same 3 rows by up to
+`grid_examples` columns as an exact pixel grid (see `image_grid` for its size): the
+originals, decode(encode(x)), and the amplified difference |decode(encode(x)) - x|
+multiplied by `amplification_factor` = 255 / (largest |difference| among the shown
+images), so that the largest difference is white; and `reconstructions.json` with that
+factor and error statistics in pixel units over all the examples analysed:
 
     max_abs_error        max |d|                 (d = decode(encode(x)) - x, every pixel)
-    max_relative_error   max |d| / max |x|
+    max_relative_error   max |d| / max |x|       (the round trip as the package reports it)
     rms_error            sqrt(mean d^2)
     mean_abs_error       mean |d|
 """
@@ -17,9 +19,10 @@ import os
 
 import numpy as np
 
-from irevnet_tf.analysis import image_grid, output_files
+from irevnet_tf.analysis import figures, image_grid, output_files
 
-GRID_FILE = "reconstructions.png"
+FIGURE_FILE = "reconstructions.png"
+GRID_FILE = "reconstructions_grid.png"
 JSON_FILE = "reconstructions.json"
 
 
@@ -67,16 +70,21 @@ def pick_examples(labels, count):
 def run_reconstruction(model, pixels, labels, output_dir, grid_examples=8):
     """Reconstructs `pixels` with `model` (an `InvertibleModel`) and writes the grid and JSON.
 
-    Returns the statistics with the written paths (`grid_png`, `json`).
+    Returns the statistics with the written paths (`figure_png`, `grid_png`, `json`).
     """
     pixels = np.asarray(pixels, np.float32)
-    reconstructions = model.decode(model.encode(pixels))
+    # Cast: decode may return another dtype than the pixels (e.g. from an integer stream).
+    reconstructions = np.asarray(model.decode(model.encode(pixels)), np.float32)
     statistics = reconstruction_errors(pixels, reconstructions)
     shown = pick_examples(labels, grid_examples)
     difference, factor = amplified_difference(pixels[shown], reconstructions[shown])
     grid_path = image_grid.write_grid_png(
         os.path.join(output_dir, GRID_FILE),
         np.stack([pixels[shown], reconstructions[shown], difference]))
+    figure_path = figures.reconstruction_figure(
+        os.path.join(output_dir, FIGURE_FILE), pixels[shown], reconstructions[shown],
+        [int(labels[index]) for index in shown], statistics["max_abs_error"], factor,
+        title=f"Reconstruction by {model.source}: decode(encode(x)) gives x back")
     report = {
         **statistics,
         "amplification_factor": factor,
@@ -89,4 +97,4 @@ def run_reconstruction(model, pixels, labels, output_dir, grid_examples=8):
         "model": model.source,
     }
     json_path = output_files.write_json(os.path.join(output_dir, JSON_FILE), report)
-    return {**report, "grid_png": grid_path, "json": json_path}
+    return {**report, "figure_png": figure_path, "grid_png": grid_path, "json": json_path}

@@ -7,6 +7,7 @@ data have at least 2 examples of every class in both parts (for the separation a
 """
 
 import os
+import time
 
 from absl import logging
 
@@ -60,8 +61,9 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
         seed: the digits subset's seed.
 
     Returns:
-        A dict: `output_dir`, `summary_json`, and one entry per analysis run holding its
-        written paths and key numbers (see each analysis module).
+        A dict: `output_dir`, `summary_json`, `written` (`[(path, description)]` of every
+        file written), and one entry per analysis run holding its written paths and key
+        numbers (see each analysis module).
     """
     names = parse_analyses(analyses)
     if level not in LEVELS:
@@ -102,22 +104,26 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
                  len(examples.holdout_labels), model.image_shape)
 
     results = {"output_dir": output_dir}
-    if "reconstruction" in names:
-        results["reconstruction"] = reconstruction.run_reconstruction(
-            model, examples.holdout_pixels, examples.holdout_labels, output_dir,
-            grid_examples=grid_examples)
-        logging.info("Reconstruction: max abs error %.3g, max relative error %.3g, RMS %.3g "
-                     "(pixels).", results["reconstruction"]["max_abs_error"],
-                     results["reconstruction"]["max_relative_error"],
-                     results["reconstruction"]["rms_error"])
-    if "interpolation" in names:
-        results["interpolation"] = interpolation.run_interpolation(
-            model, examples.holdout_pixels, examples.holdout_labels, output_dir,
-            num_pairs=pairs, steps=steps)
-        logging.info("Interpolation: %d strips in %s.", pairs, output_dir)
+    for number, name in enumerate(names, 1):
+        logging.info("Analysis %d/%d: %s ...", number, len(names), name)
+        start = time.perf_counter()
+        if name == "reconstruction":
+            results[name] = reconstruction.run_reconstruction(
+                model, examples.holdout_pixels, examples.holdout_labels, output_dir,
+                grid_examples=grid_examples)
+            logging.info("Reconstruction: max |decode(encode(x)) - x| = %.3g of the largest "
+                         "|x| over %d held-out images.",
+                         results[name]["max_relative_error"], results[name]["num_images"])
+        elif name == "interpolation":
+            results[name] = interpolation.run_interpolation(
+                model, examples.holdout_pixels, examples.holdout_labels, output_dir,
+                num_pairs=pairs, steps=steps)
+        else:
+            results[name] = separation.run_separation(
+                model, examples, output_dir, level=level, l2=ridge_l2)
+        logging.info("Analysis %d/%d: %s done in %.1f s.", number, len(names), name,
+                     time.perf_counter() - start)
     if "separation" in names:
-        results["separation"] = separation.run_separation(
-            model, examples, output_dir, level=level, l2=ridge_l2)
         for row in results["separation"]["rows"]:
             logging.info("Separation %-16s linear %.3f  1-NN %.3f  contraction %.3f  "
                          "PCA-90 %d", row["name"], row["linear_accuracy"],
@@ -127,14 +133,42 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
                **{name: _key_numbers(name, results[name]) for name in names}}
     results["summary_json"] = output_files.write_json(
         os.path.join(output_dir, SUMMARY_FILE), summary)
+    results["written"] = written_files(results)
     return results
+
+
+def written_files(results):
+    """`[(path, what it is)]` of every file the analyses wrote, in a reading order."""
+    written = []
+    if "reconstruction" in results:
+        report = results["reconstruction"]
+        written += [(report["figure_png"], "reconstructions: originals, decode(encode(x)), "
+                     "amplified difference (labelled figure)"),
+                    (report["grid_png"], "the same as an exact pixel grid"),
+                    (report["json"], "reconstruction errors")]
+    if "interpolation" in results:
+        report = results["interpolation"]
+        written += [(report["overview_png"], "interpolations: representation and pixel "
+                     "walks side by side (labelled figure)")]
+        written += [(pair["strip_png"], f"pair {k} (classes {pair['labels'][0]} to "
+                     f"{pair['labels'][1]}) as an exact pixel strip")
+                    for k, pair in enumerate(report["pairs"])]
+        written += [(report["json"], "interpolation pairs and t values")]
+    if "separation" in results:
+        report = results["separation"]
+        if report["plot_png"]:
+            written += [(report["plot_png"], "separation by depth (plot)")]
+        written += [(report["csv"], "separation by depth (table)"),
+                    (report["json"], "separation by depth (table and settings)")]
+    written.append((results["summary_json"], "summary of all the analyses"))
+    return written
 
 
 def _key_numbers(name, result):
     """The numbers and paths of one analysis worth a summary line."""
     if name == "reconstruction":
         keys = ("max_abs_error", "max_relative_error", "rms_error", "amplification_factor",
-                "grid_png", "json")
+                "figure_png", "grid_png", "json")
         return {key: result[key] for key in keys}
     if name == "interpolation":
         return {"strips": [pair["strip_png"] for pair in result["pairs"]],

@@ -26,17 +26,17 @@ pca_components_90
     the covariance of the centred features, largest first) whose variance is at least 90 %
     of the total (up to a relative 1e-9 for rounding).
 
-Writes `separation.csv`, `separation.json` and, when matplotlib is installed (the `plots`
-extra), `separation.png` (the measures against depth); without it the plot is skipped with a
-logged notice.
+Writes `separation.csv`, `separation.json` and `separation.png` (the measures against depth,
+`figures.separation_figure`); if matplotlib (a dependency) cannot be imported, the plot is
+skipped with a logged warning.
 """
 
-import io
 import os
 
 import numpy as np
 from absl import logging
 
+from irevnet_tf import progress_log
 from irevnet_tf.analysis import output_files
 
 CSV_FILE = "separation.csv"
@@ -138,13 +138,16 @@ def principal_components_for_variance(features, fraction=VARIANCE_FRACTION):
     return int(np.argmax(cumulative >= fraction * total * (1 - 1e-9)) + 1)
 
 
-def separation_by_depth(model, examples, level="stage", l2=1.0, max_feature_bytes=2 ** 30):
+def separation_by_depth(model, examples, level="stage", l2=1.0, max_feature_bytes=2 ** 30,
+                        progress_interval=10.0):
     """The measures of the module doc for each representation of `model` (an
     `InvertibleModel`) on `examples` (an `AnalysisExamples`): a list of row dicts (COLUMNS).
 
     Representations are computed in groups whose float32 features fit in
     `max_feature_bytes` (one forward pass over the examples per group), so that deep or
-    wide models need not hold every depth's features at once.
+    wide models need not hold every depth's features at once. Progress (images through
+    the model, then representations measured) is logged at most every `progress_interval`
+    seconds.
     """
     names = model.representation_names(level)
     shapes = [output.shape[1:] for output in
@@ -161,9 +164,18 @@ def separation_by_depth(model, examples, level="stage", l2=1.0, max_feature_byte
     groups.append(current)
 
     rows = []
+    forward = progress_log.WorkProgress("separation: representations of", examples_count *
+                                        len(groups), "images", min_interval=progress_interval)
+    measures = progress_log.WorkProgress("separation: measures of", len(names),
+                                         "representations", min_interval=progress_interval)
+    forwarded = 0
     for group in groups:
-        train_features = model.stage_representations(examples.train_pixels, level, group)
-        holdout_features = model.stage_representations(examples.holdout_pixels, level, group)
+        train_features, forwarded = _representations(
+            model, examples.train_pixels, level, group, forward, forwarded)
+        holdout_features, forwarded = _representations(
+            model, examples.holdout_pixels, level, group, forward, forwarded)
+        if not rows:
+            measures.restart()  # Time the measures, not the forward passes before them.
         for index, train_x, holdout_x in zip(group, train_features, holdout_features):
             height, width, channels = shapes[index]
             row = {
@@ -177,48 +189,34 @@ def separation_by_depth(model, examples, level="stage", l2=1.0, max_feature_byte
                 "pca_components_90": principal_components_for_variance(holdout_x),
             }
             rows.append(row)
+            measures.update(len(rows), detail=names[index])
     return rows
 
 
-def plot_separation(rows, path, title=""):
-    """Writes the measures against depth as a PNG; returns `path`, or None (with a logged
-    notice) when matplotlib is not installed."""
+def _representations(model, pixels, level, group, progress, done, chunk=256):
+    """`model.stage_representations(pixels, level, group)` in chunks of `chunk` images, so
+    that `progress` can report images, images/s and time left; returns the representations
+    and the updated count of images done."""
+    parts = []
+    for start in range(0, len(pixels), chunk):
+        parts.append(model.stage_representations(pixels[start:start + chunk], level, group))
+        done += len(pixels[start:start + chunk])
+        progress.update(done)
+    return [np.concatenate([part[k] for part in parts]) for k in range(len(group))], done
+
+
+def plot_separation(rows, path, title="", majority_class_accuracy=None):
+    """Writes the measures against depth as a PNG (`figures.separation_figure`); returns
+    `path`, or None (with a logged warning) when matplotlib cannot be imported."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
+        import matplotlib  # noqa: F401 (a dependency; a broken install only loses the plot)
     except ImportError:
-        logging.info("matplotlib is not installed (pip install 'irevnet_tf[plots]'): "
-                     "skipping the separation plot %s.", path)
+        logging.warning("matplotlib cannot be imported (pip install matplotlib): skipping "
+                        "the separation plot %s; the numbers are in the CSV and JSON.", path)
         return None
-    indices = [row["index"] for row in rows]
-    figure = Figure(figsize=(12, 3.8), dpi=100)
-    FigureCanvasAgg(figure)
-    panels = figure.subplots(1, 3)
-    panels[0].plot(indices, [row["linear_accuracy"] for row in rows], "o-",
-                   label="linear (ridge)")
-    panels[0].plot(indices, [row["nearest_neighbour_accuracy"] for row in rows], "s-",
-                   label="1-nearest neighbour")
-    panels[0].set_ylabel("held-out accuracy")
-    panels[0].set_ylim(0, 1.02)
-    panels[0].legend(loc="lower right")
-    panels[1].plot(indices, [row["contraction_ratio"] for row in rows], "o-")
-    panels[1].set_ylabel("within / between class distance")
-    panels[1].ticklabel_format(axis="y", useOffset=False)
-    panels[2].plot(indices, [row["pca_components_90"] for row in rows], "o-")
-    panels[2].set_ylabel("principal components for 90 % variance")
-    panels[2].yaxis.set_major_locator(MaxNLocator(integer=True))
-    for panel in panels:
-        panel.set_xticks(indices)
-        panel.set_xticklabels([row["name"] for row in rows], rotation=45, ha="right",
-                              fontsize=8)
-        panel.grid(alpha=0.3)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return output_files.atomic_write_bytes(path, buffer.getvalue())
+    from irevnet_tf.analysis import figures
+
+    return figures.separation_figure(path, rows, majority_class_accuracy, title=title)
 
 
 def run_separation(model, examples, output_dir, level="stage", l2=1.0):
@@ -226,9 +224,11 @@ def run_separation(model, examples, output_dir, level="stage", l2=1.0):
     with the written paths (`csv`, `json`, `plot_png`: None without matplotlib)."""
     rows = separation_by_depth(model, examples, level=level, l2=l2)
     csv_path = output_files.write_csv(os.path.join(output_dir, CSV_FILE), rows, COLUMNS)
-    plot_path = plot_separation(rows, os.path.join(output_dir, PLOT_FILE),
-                                title=f"{model.source} on {examples.dataset}")
     counts = np.bincount(np.unique(examples.holdout_labels, return_inverse=True)[1])
+    plot_path = plot_separation(
+        rows, os.path.join(output_dir, PLOT_FILE),
+        title=f"Separation by depth: {model.source} on {examples.dataset}",
+        majority_class_accuracy=float(counts.max() / counts.sum()))
     report = {
         "rows": rows,
         "level": level,

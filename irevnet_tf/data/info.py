@@ -7,6 +7,7 @@ mean/std are then estimated once from the first `STATS_SAMPLE_SIZE` training ima
 
 import dataclasses
 import functools
+from typing import Optional
 
 import numpy as np
 from absl import logging
@@ -16,6 +17,7 @@ from irevnet_tf.data import digits
 IMAGENET_TFRECORD = "imagenet_tfrecord"
 IMAGENET_TFDS = "imagenet2012"
 SYNTHETIC = "synthetic"
+SYNTHETIC_EVAL_EXAMPLES = 512
 DIGITS = "digits"
 # Names handled here rather than by tensorflow-datasets; any other name is looked up there.
 BUILTIN_NAMES = (IMAGENET_TFDS, IMAGENET_TFRECORD, SYNTHETIC, DIGITS)
@@ -57,7 +59,8 @@ class DatasetInfo:
         name: the dataset name given to `dataset_info` / `build_dataset`.
         num_classes: number of labels; labels are 0 .. num_classes - 1.
         channels: image channels (3 for RGB, 1 for grey-scale).
-        default_image_size: the resolution to train at unless told otherwise.
+        default_image_size: the resolution to train at unless told otherwise; None: the
+            model configuration's (synthetic data).
         train_split, eval_split: split names for training and evaluation.
         num_train_examples, num_eval_examples: examples in those splits; None when unknown.
         mean, std: per-channel normalisation, pixel scale [0, 255]: model input is
@@ -68,7 +71,7 @@ class DatasetInfo:
     name: str
     num_classes: int
     channels: int
-    default_image_size: int
+    default_image_size: Optional[int]
     train_split: str
     eval_split: str
     num_train_examples: object
@@ -115,7 +118,12 @@ def dataset_info(name, data_dir=None):
     if name == IMAGENET_TFRECORD:
         return imagenet_info(IMAGENET_TFRECORD, "validation")
     if name == SYNTHETIC:
+        # Synthetic data exist for speed tests: ImageNet's classes and channels, but no
+        # image size of their own (the model configuration's is used) and an evaluation
+        # split small enough that the end-of-run evaluation does not dwarf a short run.
         return dataclasses.replace(imagenet_info(SYNTHETIC, "validation"),
+                                   default_image_size=None,
+                                   num_eval_examples=SYNTHETIC_EVAL_EXAMPLES,
                                    preprocessing="synthetic")
     if name == DIGITS:
         return digits_info()

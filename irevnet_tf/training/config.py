@@ -3,11 +3,12 @@
 The field names are the flag names of `trainers/train_imagenet.py` (see
 `irevnet_tf.training.flags`), so `TrainConfig(**flag_values)` is the whole command line,
 and a library caller (the quickstart, the tests) passes the same names as keywords.
-The defaults are the paper's ImageNet recipe for i-RevNet-301 (PAPER.md "Training recipe").
+The defaults are the paper's ImageNet recipe for i-RevNet-301 (i-RevNet, ICLR 2018, section 4).
 """
 
 import dataclasses
 import math
+import os
 from typing import Optional, Tuple
 
 from irevnet_tf import configs
@@ -22,49 +23,143 @@ PAPER_BATCH_SIZE = 256
 PAPER_TRAIN_STEPS = 600_000
 PAPER_DECAY_EVERY = 160_000
 
+# The flag groups of `--help`, in order: (key, title).
+GROUPS = (("where", "Where and on what"), ("length", "Length and batch"),
+          ("optimisation", "Optimisation"), ("computation", "Computation"),
+          ("loop", "Loop, evaluation, checkpoints"))
+
+
+def _setting(default, group, help_text, choices=None):
+    """A TrainConfig field that also declares its flag: `--<field name>` with this default,
+    help text, `--help` group and, for enums, accepted values (`irevnet_tf.training.flags`
+    makes the flags from these fields, so each setting is declared once)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help_text, "group": group, "choices": tuple(choices) if choices else None})
+
 
 @dataclasses.dataclass
 class TrainConfig:
     """Options of one training run (the flags of trainers/train_imagenet.py).
 
-    See `irevnet_tf.training.flags` for each option's documentation. `None` means
+    Each field declares its flag: its help text is `dataclasses.fields(TrainConfig)[i]
+    .metadata["help"]`, and `irevnet_tf.training.flags` defines the flags from the fields. `None` means
     "derive it": e.g. `image_size=None` takes the data set's default size,
     `jit_compile=None` compiles with XLA on TPUs only, and neither `train_steps` nor
     `train_epochs` trains for the paper's 600k steps at batch 256 (scaled to the batch).
     """
 
-    model_dir: Optional[str] = None
-    strategy: str = "default"
-    tpu: Optional[str] = None
-    config: str = "irevnet301"
-    dataset: str = "imagenet2012"
-    data_dir: Optional[str] = None
-    image_size: Optional[int] = None
-    batch_size: int = 256
-    eval_batch_size: Optional[int] = None
-    train_steps: Optional[int] = None
-    train_epochs: Optional[float] = None
-    lr_schedule: str = "step"
-    base_learning_rate: float = 0.1
-    warmup_steps: Optional[int] = None
-    warmup_epochs: Optional[float] = None
-    lr_decay_steps: Optional[Tuple[int, ...]] = None
-    lr_decay_epochs: Optional[Tuple[float, ...]] = None
-    lr_decay_factor: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.0
-    precision: str = "float32"
-    reversible: bool = True
-    jit_compile: Optional[bool] = None
-    steps_per_loop: int = 100
-    eval_every: Optional[int] = None
-    eval_steps: Optional[int] = None
-    checkpoint_every: Optional[int] = None
-    keep_checkpoints: int = 3
-    summary_images: int = 4
-    seed: Optional[int] = None
-    deterministic: bool = False
+    # --- Where and on what ---------------------------------------------------------------
+    model_dir: Optional[str] = _setting(
+        None, "where", "Required. Directory of the run: run_config.json (the configuration, "
+        "written first), checkpoints/, TensorBoard summaries (train/, eval/) and model.keras at "
+        "the end. Rerunning with the same directory resumes; a different configuration there "
+        "is refused. Use shared storage (gs://...) for TPUs and multi-machine runs.")
+    strategy: str = _setting(
+        "default", "where", "Distribution: tpu (TPUStrategy on --tpu), mirrored (all local "
+        "GPUs; all logical CPUs without GPUs), multi_worker (several machines, from "
+        "TF_CONFIG), one_device (first GPU, else CPU), default (no distribution).",
+        choices=STRATEGIES)
+    tpu: Optional[str] = _setting(
+        None, "where", "With --strategy=tpu: the Cloud TPU name, a grpc://host:8470 address, "
+        "or 'local' on a TPU VM (default: $TPU_NAME, else local). Fails at once if no TPU is "
+        "found.")
+    config: str = _setting(
+        "irevnet301", "where", "Named i-RevNet configuration; known: "
+        f"{', '.join(configs.config_names())}. irevnet301 is the paper's ImageNet model (b).")
+    dataset: str = _setting(
+        "imagenet2012", "where", "Data set: imagenet2012 (tensorflow-datasets, prepared under "
+        "--data_dir), imagenet_tfrecord (train-*/validation-* shards in --data_dir), any "
+        "tensorflow-datasets image set (e.g. cifar10), synthetic (random, for speed tests: "
+        "the configuration's image size and a small evaluation split) or digits (embedded, "
+        "for demos). Classes, channels and the default image size come from the data set. "
+        "ImageNet training augmentation is the paper's (random resized crop, horizontal "
+        "flip); the release's colour jitter is left out.")
+    data_dir: Optional[str] = _setting(
+        None, "where", "Data directory of --dataset (tfds data_dir or the TFRecord shards).")
+    image_size: Optional[int] = _setting(
+        None, "where", "Training and evaluation image size (default: the data set's, 224 for "
+        "ImageNet; for synthetic data the configuration's). Must be divisible by the model's "
+        "total down-sampling (32 for irevnet301).")
+    # --- Length and batch -----------------------------------------------------------------
+    batch_size: int = _setting(
+        256, "length", "Global batch size over all replicas (paper: 256). Must be divisible "
+        "by the number of replicas.")
+    eval_batch_size: Optional[int] = _setting(
+        None, "length", "Global evaluation batch (default --batch_size). Evaluation drops the "
+        "last partial batch; a divisor of the split size (e.g. 250 or 1000 for ImageNet's "
+        "50,000) evaluates every image.")
+    train_steps: Optional[int] = _setting(
+        None, "length", "Training length in optimizer steps. Exclusive with --train_epochs; "
+        "with neither, the paper's 600k steps at batch 256 (scaled to the same number of "
+        "images at other batch sizes).")
+    train_epochs: Optional[float] = _setting(
+        None, "length", "Training length in epochs of the training split (the release: 128). "
+        "Exclusive with --train_steps.")
+    # --- Optimisation -----------------------------------------------------------------------
+    lr_schedule: str = _setting(
+        "step", "optimisation", "step: multiply by --lr_decay_factor at each decay boundary "
+        "(the paper); cosine: cosine decay to 0 at the end of training.",
+        choices=LR_SCHEDULES)
+    base_learning_rate: float = _setting(
+        0.1, "optimisation", "Learning rate per 256 images, scaled linearly with the global "
+        "batch (lr = base * batch / 256; paper: 0.1 at batch 256).")
+    warmup_steps: Optional[int] = _setting(
+        None, "optimisation", "Linear warm-up steps (exclusive with --warmup_epochs; default "
+        "none, as in the paper; large batches usually need about 5 epochs).")
+    warmup_epochs: Optional[float] = _setting(
+        None, "optimisation", "Linear warm-up in epochs (exclusive with --warmup_steps).")
+    lr_decay_steps: Optional[Tuple[int, ...]] = _setting(
+        None, "optimisation", "Step-schedule boundaries in steps, e.g. 160000,320000,480000. "
+        "Default: the paper's boundaries (every 160k of 600k iterations) as the same "
+        "fractions of the run.")
+    lr_decay_epochs: Optional[Tuple[float, ...]] = _setting(
+        None, "optimisation", "Step-schedule boundaries in epochs, e.g. 32,64,96 (the "
+        "release). Exclusive with --lr_decay_steps.")
+    lr_decay_factor: float = _setting(
+        0.1, "optimisation", "Step-schedule multiplier at each boundary (paper: 0.1).")
+    momentum: float = _setting(0.9, "optimisation", "SGD momentum (paper: 0.9).")
+    weight_decay: float = _setting(
+        1e-4, "optimisation", "Coupled L2 weight decay on every trainable weight, as "
+        "torch.optim.SGD in the release (grad += wd * w before momentum; paper: 1e-4). Not "
+        "Keras' decoupled weight_decay.")
+    label_smoothing: float = _setting(
+        0.0, "optimisation", "Label smoothing in [0, 1) (paper: 0).")
+    # --- Computation ------------------------------------------------------------------------
+    precision: str = _setting(
+        "float32", "computation", "float32; mixed_bfloat16 (TPUs, recent CPUs/GPUs); "
+        "mixed_float16 (GPUs, with dynamic loss scaling). The invertible stream stays "
+        "float32.", choices=PRECISIONS)
+    reversible: bool = _setting(
+        True, "computation", "Memory-saving gradient: rebuild activations from the outputs "
+        "in the backward pass instead of storing them (activation memory independent of "
+        "depth, about 1.5x compute).")
+    jit_compile: Optional[bool] = _setting(
+        None, "computation", "Compile the replica steps with XLA (default: on for TPUs, off "
+        "elsewhere).")
+    # --- Loop, evaluation, checkpoints ------------------------------------------------------
+    steps_per_loop: int = _setting(
+        100, "loop", "Steps per call of the compiled training loop (one progress line each); "
+        "larger amortises host overhead on TPUs. Evaluation reports progress every this many "
+        "batches.")
+    eval_every: Optional[int] = _setting(
+        None, "loop", "Evaluate every this many steps (default: once per epoch; 0: only at "
+        "the end).")
+    eval_steps: Optional[int] = _setting(
+        None, "loop", "Batches per evaluation (default: the whole evaluation split).")
+    checkpoint_every: Optional[int] = _setting(
+        None, "loop", "Save a checkpoint every this many steps (default: once per epoch; 0: "
+        "only at the end and on SIGTERM).")
+    keep_checkpoints: int = _setting(3, "loop", "Number of recent checkpoints to keep.")
+    summary_images: int = _setting(
+        4, "loop", "Images shown with their decode(encode(x)) reconstruction in TensorBoard "
+        "at each evaluation (0: none).")
+    seed: Optional[int] = _setting(
+        None, "loop", "Seed of weights, data order and dropout (default: random; 0 with "
+        "--deterministic).")
+    deterministic: bool = _setting(
+        False, "loop", "Deterministic ops and input pipeline: the same flags give the same "
+        "weights, also across a restart (which replays the input up to the checkpoint). "
+        "Slower.")
 
     def __post_init__(self):
         for name in ("lr_decay_steps", "lr_decay_epochs"):
@@ -84,6 +179,10 @@ class TrainConfig:
         if not self.model_dir or not str(self.model_dir).strip():
             raise FlagError("--model_dir is required: the directory that receives the run "
                             "configuration, checkpoints, summaries and model.keras.")
+        if os.path.exists(str(self.model_dir)) and not os.path.isdir(str(self.model_dir)):
+            # A file here would fail deep inside checkpointing, after other writes.
+            raise FlagError(f"--model_dir={self.model_dir} is a file; it must name a "
+                            "directory (created if missing). Nothing was written.")
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)

@@ -3,7 +3,7 @@
 Training summaries go to `<model_dir>/train`, evaluation ones to `<model_dir>/eval`:
 loss, top-1 accuracy, learning rate, images/s; at each evaluation top-1/top-5 accuracy
 and decode(encode(x)) next to x for a few images (un-normalised back to pixels), with
-the largest reconstruction error in pixel units. Only the chief writes.
+the largest reconstruction error in pixel units and relative to the largest |x|. Only the chief writes.
 
 Summaries are written with `tf.summary.write` and TensorBoard's plugin metadata, so that
 writing them needs no `tensorboard` package (TensorFlow 2.21 no longer installs it);
@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
+
+from irevnet_tf import progress_log
 
 
 def _metadata(plugin_name):
@@ -41,15 +43,7 @@ def write_images(name, images, step):
     tf.summary.write(name, tensor, step=step, metadata=_metadata("images"))
 
 
-def format_duration(seconds):
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{seconds}s"
+format_duration = progress_log.format_duration  # Kept here for existing callers.
 
 
 class ProgressReporter:
@@ -141,13 +135,18 @@ class ProgressReporter:
         reconstructed = np.asarray(reconstructed, np.float32)
         error = float(np.max(np.abs((originals - reconstructed) * self.std))) if len(
             originals) else 0.0
+        # The round trip as the package reports it everywhere: relative to the largest |x|.
+        largest = float(np.max(np.abs(originals * self.std + self.mean))) if len(
+            originals) else 0.0
+        relative = error / largest if largest > 0 else 0.0
         pairs = np.concatenate([self.to_pixels(originals), self.to_pixels(reconstructed)],
                                axis=2)
         with self.eval_writer.as_default():
             write_images("input_and_reconstruction", pairs, step)
             write_scalar("reconstruction_max_error_pixels", error, step)
-        logging.info("reconstruction at step %d: max |x - decode(encode(x))| = %.3g pixels",
-                     step, error)
+            write_scalar("reconstruction_max_relative_error", relative, step)
+        logging.info("reconstruction at step %d: max |decode(encode(x)) - x| = %.3g of the "
+                     "largest |x| (%d images)", step, relative, len(originals))
         return error
 
     def flush(self):

@@ -36,6 +36,7 @@ import tensorflow as tf
 from absl import logging
 
 from irevnet_tf import configs
+from irevnet_tf import progress_log
 from irevnet_tf import data as data_lib
 from irevnet_tf import files
 from irevnet_tf import model_files
@@ -101,6 +102,11 @@ def _global_settings(config):
         if (config.deterministic and not was_deterministic
                 and hasattr(tf_config, "disable_op_determinism")):
             tf_config.disable_op_determinism()
+
+
+def trainable_parameters(model):
+    """Trainable parameters, as the README counts them (batch-norm statistics excluded)."""
+    return int(sum(np.prod(variable.shape) for variable in model.trainable_variables))
 
 
 def weights_digest(model):
@@ -262,10 +268,12 @@ class Trainer:
         epochs = (f"{plan.total_steps / plan.steps_per_epoch:.2f}" if plan.steps_per_epoch
                   else "?")
         logging.info(
-            "i-RevNet %s (%s parameters) on %s: %d replica(s), global batch %d, %d steps "
-            "(%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
-            "precision %s, reversible %s, XLA %s", config.config, f"{model.count_params():,}",
-            config.dataset, replicas, plan.global_batch_size, plan.total_steps, epochs,
+            "i-RevNet %s (%s parameters) on %s at %dx%d: %d replica(s), global batch %d, "
+            "%d steps (%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
+            "precision %s, reversible %s, XLA %s", config.config,
+            f"{trainable_parameters(model):,} trainable",
+            config.dataset, plan.image_size, plan.image_size, replicas, plan.global_batch_size,
+            plan.total_steps, epochs,
             info.train_split, config.lr_schedule, plan.peak_learning_rate, plan.warmup_steps,
             list(plan.decay_boundaries), config.precision, config.reversible, config.use_jit())
         if restored:
@@ -280,8 +288,23 @@ class Trainer:
     def _evaluate(self, session, step):
         """Evaluation metrics (and reconstruction summaries) at `step`."""
         loops, reporter, split = session.loops, session.reporter, session.info.eval_split
+        plan = session.plan
+        # In chunks of --steps_per_loop batches, each a call of the same compiled loop, so
+        # that a long evaluation reports progress as training does.
+        chunk = max(1, min(self.config.steps_per_loop, plan.eval_steps))
+        progress = progress_log.WorkProgress(
+            f"evaluation at step {step}", plan.eval_steps * plan.eval_batch_size,
+            min_interval=0.0 if plan.eval_steps > chunk else float("inf"))
+        sums, done = None, 0
         with _described_input_errors(self.config, split):
-            sums = loops.evaluate(iter(session.eval_dataset), session.plan.eval_steps)
+            iterator = iter(session.eval_dataset)
+            while done < plan.eval_steps:
+                batches = min(chunk, plan.eval_steps - done)
+                part = loops.evaluate(iterator, batches)
+                sums = part if sums is None else sums + part
+                done += batches
+                if done < plan.eval_steps:  # The last line is the evaluation's own.
+                    progress.update(done * plan.eval_batch_size)
         with self._writing_summaries(session, "eval"):
             metrics = reporter.evaluation(step, sums)
         if session.images_in_summary:

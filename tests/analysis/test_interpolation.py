@@ -64,7 +64,39 @@ def test_run_interpolation_writes_strips(setting, tmp_path):
             strip[36:68, 2 + 5 * 34:34 + 5 * 34],
             np.clip(np.rint(examples.holdout_pixels[second]), 0, 255))
         assert record["endpoint_max_abs_error"] < 1e-2
+    # The figure for people: two panels of 3 pairs x 6 steps side by side, images enlarged
+    # (about 90 pixels a cell), so far wider than the two raw 6-image strips.
     overview = tf.io.decode_png(tf.io.read_file(report["overview_png"])).numpy()
-    assert overview.shape == (6 * 32 + 7 * 2, 6 * 32 + 7 * 2, 1)
+    assert overview.shape[1] > 2 * 6 * 80 and overview.shape[0] > 3 * 80
     with open(report["json"], encoding="utf-8") as handle:
         assert len(json.load(handle)["t"]) == 6
+
+
+class _IntegerStream:
+    """A stand-in invertible model whose Phi is int32 (as an integer invertible stream's):
+    Phi(x) = round(4 x), decode(f) = f / 4."""
+
+    source = "integer stand-in"
+
+    def encode(self, pixels):
+        return np.rint(np.asarray(pixels, np.float64) * 4).astype(np.int32)
+
+    def decode(self, features):
+        return np.asarray(features, np.float64) / 4
+
+
+def test_integer_representations_are_mixed_and_drawn(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, 8, 8, 1)).astype(np.float32)
+    labels = np.array([0, 1, 0, 1])
+    representation_row, _, _ = interpolation.interpolation_rows(_IntegerStream(), pixels[0],
+                                                                pixels[1], steps=3)
+    np.testing.assert_array_equal(representation_row[0], pixels[0])
+    np.testing.assert_allclose(representation_row[1], (pixels[0] + pixels[1]) / 2)
+    report = interpolation.run_interpolation(_IntegerStream(), pixels, labels, str(tmp_path),
+                                             num_pairs=2, steps=3)
+    assert tf.io.decode_png(tf.io.read_file(report["overview_png"])).shape[-1] in (3, 4)
+    from irevnet_tf.analysis import reconstruction
+
+    report = reconstruction.run_reconstruction(_IntegerStream(), pixels, labels, str(tmp_path))
+    assert report["max_abs_error"] == 0

@@ -38,3 +38,15 @@ def test_command_writes_the_analyses(tiny_model_dir, tmp_path):
     assert bad.returncode != 0
     assert "accepted: reconstruction, interpolation, separation" in bad.stderr
     assert not os.path.exists(output_dir + "2")
+    # It says what it wrote: every file in the output directory, by path.
+    for name in os.listdir(output_dir):
+        assert os.path.join(output_dir, name) in completed.stdout, name
+
+    # An --output_dir that is a file: one line naming the flag, nothing written.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    refused = _run(f"--model={tiny_model_dir}", f"--output_dir={blocker}")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"error: --output_dir={blocker} is a file"), refused.stderr[-2000:]
+    assert blocker.read_text() == "x"

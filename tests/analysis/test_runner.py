@@ -22,16 +22,22 @@ def test_all_analyses_on_a_model_directory(tiny_model_dir, tmp_path):
     strips = [pair["strip_png"] for pair in results["interpolation"]["pairs"]]
     assert len(strips) == 3
     assert all(_png_shape(strip) == (2 * 32 + 3 * 2, 5 * 32 + 6 * 2, 1) for strip in strips)
-    assert _png_shape(results["interpolation"]["overview_png"]) == (6 * 32 + 7 * 2, 172, 1)
+    overview_height, overview_width, _ = _png_shape(results["interpolation"]["overview_png"])
+    assert overview_width > 2 * 5 * 80 and overview_height > 3 * 80  # Two enlarged panels.
+    figure_height, figure_width, _ = _png_shape(results["reconstruction"]["figure_png"])
+    assert figure_width > 8 * 80 and figure_height > 3 * 80
     rows = results["separation"]["rows"]
     assert [row["name"] for row in rows] == ["stage_0", "stage_1", "stage_2", "stage_3"]
     assert results["reconstruction"]["max_abs_error"] < 1e-2
     written = sorted(os.listdir(output_dir))
     assert written == sorted([
-        "reconstructions.png", "reconstructions.json", "interpolations.png",
+        "reconstructions.png", "reconstructions_grid.png", "reconstructions.json",
+        "interpolations.png",
         "interpolations.json", "interpolation_pair_0.png", "interpolation_pair_1.png",
         "interpolation_pair_2.png", "separation.csv", "separation.json", "separation.png",
         "summary.json"])
+    # Every file written is reported once, and nothing else.
+    assert sorted(os.path.basename(path) for path, _ in results["written"]) == written
     with open(results["summary_json"], encoding="utf-8") as handle:
         summary = json.load(handle)
     assert summary["analyses"] == ["reconstruction", "interpolation", "separation"]
@@ -84,7 +90,7 @@ def test_too_few_examples_per_class(tiny_model_dir, tmp_path):
     # Without the separation analysis the classifiers need no such counts.
     results = run_analyses(tiny_model_dir, str(tmp_path / "out2"), num_examples=12,
                            analyses="reconstruction")
-    assert set(results) == {"output_dir", "reconstruction", "summary_json"}
+    assert set(results) == {"output_dir", "reconstruction", "summary_json", "written"}
 
 
 def test_check_examples_per_class_by_hand():

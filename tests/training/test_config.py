@@ -151,3 +151,40 @@ def test_recipes_are_valid_and_the_paper_recipe_is_the_default():
         config_lib.TrainConfig(model_dir="/tmp/run", **recipes.IMAGENET_RELEASE).validate(),
         Info())
     assert release.decay_boundaries == tuple(round(e * 1_281_167 / 256) for e in (32, 64, 96))
+
+
+def test_flags_are_made_from_the_settings_declaration():
+    """Each TrainConfig field declares its flag: same name, default, help and choices."""
+    flag_values = flags.FlagValues()
+    training_flags.define_flags(flag_values)
+    for field in dataclasses.fields(config_lib.TrainConfig):
+        flag = flag_values[field.name]
+        assert flag.help.endswith(field.metadata["help"])  # Enums prefix <a|b|c>: .
+        default = field.default
+        assert flag.default == (list(default) if isinstance(default, tuple) else default)
+        if field.metadata["choices"]:
+            assert flag.parser.enum_values == list(field.metadata["choices"])
+    grouped = [name for _, names in training_flags.groups() for name in names]
+    assert sorted(grouped) == sorted(set(flag_values))
+    overview = training_flags.groups_overview()
+    assert all(f"--{name}" in overview for name in grouped)
+
+
+@pytest.mark.parametrize("flag, accepted", [
+    ("strategy", "default|one_device|mirrored|multi_worker|tpu"),
+    ("precision", "float32|mixed_bfloat16|mixed_float16"),
+    ("lr_schedule", "step|cosine"),
+])
+def test_unknown_values_name_the_flag_and_the_accepted_values(flag, accepted):
+    with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag}=nope.*{accepted}"):
+        parse("--model_dir=/tmp/run", f"--{flag}=nope")
+    # The same for library callers, who skip the flag parser.
+    with pytest.raises(FlagError, match=f"--{flag}='nope'.*{accepted.replace('|', ', ')}"):
+        config_lib.TrainConfig(model_dir="/tmp/run", **{flag: "nope"}).validate()
+
+
+def test_model_dir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "model"
+    path.write_text("not a directory")
+    with pytest.raises(FlagError, match=f"^--model_dir={path} is a file"):
+        config_lib.TrainConfig(model_dir=str(path)).validate()

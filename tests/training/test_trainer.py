@@ -150,3 +150,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         value = reader.get_tensor(name)
         if np.issubdtype(np.asarray(value).dtype, np.floating):
             assert np.all(np.isfinite(value)), name
+
+
+def test_long_evaluation_reports_progress(tmp_path, caplog):
+    """An evaluation longer than one loop reports images, images/s and time left in
+    between, like training, and its chunks add up to the same metrics as one call."""
+    caplog.set_level("INFO", logger="absl")
+    result = run(tmp_path / "model", train_steps=2, steps_per_loop=2, eval_steps=5,
+                 eval_every=0, checkpoint_every=0, summary_images=0)
+    lines = [record.getMessage() for record in caplog.records
+             if record.getMessage().startswith("evaluation at step 2:")]
+    progress = [line for line in lines if "images/s" in line]
+    assert [line.split("  ")[0] for line in progress] == [
+        "evaluation at step 2: 16/40 images (40.0%)", "evaluation at step 2: 32/40 images (80.0%)"]
+    assert all(line.endswith(" left") for line in progress)
+    assert result["eval_examples"] == 5 * 8
