@@ -201,8 +201,9 @@ def measure(name, batch_size):
     with torch.inference_mode():
         torch_phi = torch_model.encode(torch_images)
         torch_restored = torch_model.decode(torch_phi)
-    phi_gap = float(np.max(np.abs(torch_phi.numpy().transpose(0, 2, 3, 1) - tf_phi.numpy()))
-                    / np.max(np.abs(tf_phi.numpy())))
+    tf_phi_real = model.dequantize(tf_phi).numpy()  # int32 grid points -> real units
+    phi_gap = float(np.max(np.abs(torch_phi.numpy().transpose(0, 2, 3, 1) - tf_phi_real))
+                    / np.max(np.abs(tf_phi_real)))
     if not phi_gap < 1e-3:
         raise RuntimeError(f"{name}: the PyTorch model's Phi differs from irevnet_tf's by "
                            f"{phi_gap:.3g} (relative); the comparison would be meaningless.")

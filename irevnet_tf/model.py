@@ -10,7 +10,8 @@ from irevnet_tf.layers import validation
 from irevnet_tf.layers.batch_norm import BatchNorm
 from irevnet_tf.layers.block import IRevBlock
 from irevnet_tf.layers.bottleneck import release_initializer
-from irevnet_tf.layers.fixed_point import DEFAULT_FRACTION_BITS, FixedPoint, StreamRangeError
+from irevnet_tf.layers.fixed_point import (DEFAULT_FRACTION_BITS, FixedPoint, StreamRangeError,
+                                           checks_disabled)
 from irevnet_tf.layers.psi import Psi
 
 
@@ -332,15 +333,23 @@ class IRevNet(keras.Model):
             if tf.executing_eagerly():
                 return _run_compiled(self, "encode", images)
             return self._encode_inference(images)
-        pair = self.stem(self.grid.quantize_straight_through(images))
+        # A NaN/Inf image would stop the stream's range check with an error; in training it
+        # should instead make the loss non-finite, which the trainer (and any loss-scale
+        # optimizer) handles: run the batch on zeros and poison Phi with NaN.
+        finite = tf.math.is_finite(tf.reduce_sum(images))
+        images = tf.where(finite, images, tf.zeros_like(images))
         if dropout_seed is None and self.seed_generator is not None:
             dropout_seed = self.seed_generator.next()
         seeds = reversible_lib.block_dropout_seeds(dropout_seed, len(self.stack))
-        if self.reversible:
-            pair = reversible_lib.reversible_stack(self.stack, pair, seeds)
-        else:
-            pair = reversible_lib.plain_stack(self.stack, pair, seeds, training=True)
-        return tf.concat(list(pair), axis=-1)
+        with checks_disabled():
+            pair = self.stem(self.grid.quantize_straight_through(images))
+            if self.reversible:
+                pair = reversible_lib.reversible_stack(self.stack, pair, seeds)
+            else:
+                pair = reversible_lib.plain_stack(self.stack, pair, seeds, training=True)
+        phi = tf.concat(list(pair), axis=-1)
+        return phi + tf.where(finite, tf.constant(0.0, phi.dtype), tf.constant(float("nan"),
+                                                                               phi.dtype))
 
     def _encode_inference(self, images):
         if self.inference_chunk:

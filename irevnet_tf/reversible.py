@@ -41,7 +41,7 @@ try:  # Private, but the only way to stop an outer tape that this code does not 
 except ImportError:  # pragma: no cover - older layouts
     from tensorflow.python.eager import tape as _record
 
-from irevnet_tf.layers.fixed_point import compiling_with_xla
+from irevnet_tf.layers.fixed_point import checks_disabled, compiling_with_xla
 
 
 def _wait_for(tensors, later_grads):
@@ -98,6 +98,10 @@ def reversible_stack(blocks, pair, seeds):
             outputs = pair
 
         def gradient(grad_a, grad_b, variables=None):
+            with checks_disabled():  # As in the forward: non-finite values reach the loss.
+                return _gradient(grad_a, grad_b, variables)
+
+        def _gradient(grad_a, grad_b, variables=None):
             variables = list(variables or [])
             wanted = {v.ref() for v in variables}
             variable_grads = {}

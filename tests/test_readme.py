@@ -65,8 +65,6 @@ def test_every_python_block_compiles():
         compile(code, f"README.md:{line}", "exec")
 
 
-@pytest.mark.xfail(strict=True, reason="The current README cites PAPER.md, which is not in the "
-                   "repository (issue 15); remove this mark with the README rewrite.")
 def test_every_named_repository_file_exists():
     missing = [path for path in repository_paths(readme_text())
                if not os.path.exists(os.path.join(ROOT, path))]

@@ -19,8 +19,13 @@ units), so the sum or difference of two of them never wraps around int32. A valu
 the range, or a NaN/Inf from F, is an error that names the layer (`StreamRangeError` in eager
 code, an InvalidArgumentError with the same text from a compiled graph). XLA drops such
 checks (TPUs cannot raise from inside a step); the casts are saturating there, so nothing
-wraps, and the trainer's non-finite-loss check stops a diverged run.
+wraps, and the trainer's non-finite-loss check stops a diverged run. Training traces the stream
+without checks (`checks_disabled`) for the same reason: a diverging step must show as a
+non-finite loss, not as an error.
 """
+
+import contextlib
+import threading
 
 import tensorflow as tf
 
@@ -34,6 +39,22 @@ STREAM_LIMIT = 2 ** 30
 DEFAULT_FRACTION_BITS = 18
 # The marker that `StreamRangeError.from_graph_error` looks for in a compiled graph's error.
 _MARKER = "exact stream"
+
+
+_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def checks_disabled():
+    """Traces the stream without range checks (training): there a NaN or overflow must reach
+    the loss as a non-finite value, which the trainer and loss-scale optimizers handle,
+    instead of stopping the step with an error. Out-of-range values still saturate."""
+    previous = getattr(_STATE, "disabled", False)
+    _STATE.disabled = True
+    try:
+        yield
+    finally:
+        _STATE.disabled = previous
 
 
 class StreamRangeError(ValueError):
@@ -113,7 +134,7 @@ class FixedPoint:
         Reductions only, no element-wise temporaries: a full-size |values| per block kept
         20 MB more alive in irevnet_small's memory-saving gradient (graph mode, batch 32).
         """
-        if compiling_with_xla():
+        if compiling_with_xla() or getattr(_STATE, "disabled", False):
             return []
         limit = tf.constant(STREAM_LIMIT, dtype or values.dtype)
         largest, smallest = tf.reduce_max(values), tf.reduce_min(values)

@@ -143,8 +143,10 @@ def test_encode_stages_match_the_model(loaded, trained):
     assert len(stages) == len(expected) == 4
     for index, stage in enumerate(expected):  # Grid points, up to F's rounding elsewhere.
         assert np.abs(stages[f"stage_{index}"] - stage.numpy()).max() <= 4
-    np.testing.assert_array_equal(stages["stage_3"],
-                                  run_signature(loaded, "encode", images=images)["features"])
+    # Another graph than encode's, so F may round differently in a few places.
+    features = run_signature(loaded, "encode", images=images)["features"]
+    assert np.abs(stages["stage_3"] - features).max() <= 4
+    assert np.mean(stages["stage_3"] != features) < 0.01
 
 
 def test_dynamic_batch(loaded):
