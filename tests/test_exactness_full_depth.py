@@ -54,6 +54,7 @@ def assert_round_trip_bit_exact(model, images, label):
     return phi.numpy()
 
 
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name,batch,calibration_size", CASES)
 def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed):
@@ -72,6 +73,8 @@ def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed)
             copy = model.with_dtype_policy(precision)
             label = f"{name} seed {seed}, {passes} passes, {precision}"
             phis[precision] = assert_round_trip_bit_exact(copy, images, label + ", tf.function")
+            if name == "irevnet301" and passes:
+                continue  # Op by op at 224x224 takes minutes: eagerly once, fresh statistics.
             tf.config.run_functions_eagerly(True)
             try:
                 eager = assert_round_trip_bit_exact(copy, images, label + ", eager")
@@ -97,6 +100,7 @@ def _run_signature(session, meta_graph, name, inputs):
     return session.run(fetches, feed_dict=feeds)
 
 
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name,batch,calibration_size", CASES)
 def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibration_size,
@@ -130,6 +134,7 @@ def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibrat
     np.testing.assert_array_equal(outputs["pixels"], pixels.astype(np.uint8))
 
 
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_reversible_gradient_equals_plain_at_full_depth(precision):
     """irevnet301 at 64x64, batch 2, trained-like batch norms."""
