@@ -26,6 +26,7 @@ if __name__ == "__main__":
 
 from absl import app, flags, logging  # noqa: E402
 
+from irevnet_tf import files  # noqa: E402
 from irevnet_tf.training import flags as training_flags  # noqa: E402
 from irevnet_tf.training.recipes import DIGITS_QUICKSTART  # noqa: E402
 
@@ -112,8 +113,8 @@ def run_quickstart(output_dir, **recipe_overrides):
                              if path.endswith(".png") and "_pair_" not in path
                              and not path.endswith("_grid.png")],
     }
-    with open(os.path.join(output_dir, "quickstart_summary.json"), "w") as handle:
-        json.dump(summary, handle, indent=2)
+    files.write_text(os.path.join(output_dir, "quickstart_summary.json"),
+                     json.dumps(summary, indent=2), what="the quickstart summary")
     return summary
 
 
