@@ -54,27 +54,51 @@ def assert_round_trip_bit_exact(model, images, label):
     return phi.numpy()
 
 
+# Weights after calibration, by (name, seed, passes): the export test reuses what the
+# round-trip test computed (60 irevnet301 passes take a while on a CPU).
+_CALIBRATED = {}
+
+
+def calibrated_models(name, batch, calibration_size, seed, pass_counts):
+    """Yields (passes, model) with batch norms after `passes` training-mode passes over
+    smooth images (each step a different rotation of the batch), for increasing counts.
+    The passes run in one compiled function: op by op they take 3.7 s each for irevnet301."""
+    keras.utils.set_random_seed(seed)
+    model = build_irevnet(name)
+    calibration = tf.constant(smooth_images(batch, calibration_size, seed=20 + seed))
+    calibrate = tf.function(lambda images: model.encode(images, training=True))
+    done = 0
+    for passes in pass_counts:
+        key = (name, seed, passes)
+        if key in _CALIBRATED:
+            model.set_weights(_CALIBRATED[key])
+        else:
+            for step in range(done, passes):
+                calibrate(tf.roll(calibration, step, axis=0))
+            _CALIBRATED[key] = model.get_weights()
+        done = passes
+        yield passes, model
+
+
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name,batch,calibration_size", CASES)
 def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed):
-    keras.utils.set_random_seed(seed)
-    model = build_irevnet(name)
-    height = model.image_shape[0]
-    images = smooth_images(batch, height, seed=10 + seed)
-    calibration = smooth_images(batch, calibration_size, seed=20 + seed)
-    done = 0
-    for passes in (0, 10, 60):
-        for step in range(passes - done):
-            model.encode(np.roll(calibration, step, axis=0), training=True)
-        done = passes
+    copies = {}
+    for passes, model in calibrated_models(name, batch, calibration_size, seed, (0, 10, 60)):
+        images = smooth_images(batch, model.image_shape[0], seed=10 + seed)
         phis = {}
         for precision in PRECISIONS:
-            copy = model.with_dtype_policy(precision)
+            # One copy per precision, its weights refreshed: each copy traces once.
+            if precision not in copies:
+                copies[precision] = model.with_dtype_policy(precision)
+            copy = copies[precision]
+            if copy is not model:
+                copy.set_weights(model.get_weights())
             label = f"{name} seed {seed}, {passes} passes, {precision}"
             phis[precision] = assert_round_trip_bit_exact(copy, images, label + ", tf.function")
             if name == "irevnet301" and passes:
-                continue  # Op by op at 224x224 takes minutes: eagerly once, fresh statistics.
+                continue  # Op by op at 224x224: once per precision, at fresh statistics.
             tf.config.run_functions_eagerly(True)
             try:
                 eager = assert_round_trip_bit_exact(copy, images, label + ", eager")
@@ -85,7 +109,9 @@ def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed)
         assert np.any(phis["float32"] != phis["mixed_bfloat16"])
 
 
-MEAN, STD = 120.0, 60.0  # Pixels in [0, 255] -> about [-2, 2.25], as in training.
+# A power-of-two scale: (pixels - 128) / 64 is exact in float32 in any order of operations,
+# so the pixels below are exactly on the grid and must come back bit for bit.
+MEAN, STD = 128.0, 64.0
 
 
 def _export(model, directory):
@@ -105,33 +131,28 @@ def _run_signature(session, meta_graph, name, inputs):
 @pytest.mark.parametrize("name,batch,calibration_size", CASES)
 def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibration_size,
                                                            precision, tmp_path):
-    keras.utils.set_random_seed(0)
-    model = build_irevnet(name)
-    calibration = smooth_images(batch, calibration_size, seed=20)
-    for step in range(60):
-        model.encode(np.roll(calibration, step, axis=0), training=True)
-    model = model.with_dtype_policy(precision)
+    for _, model in calibrated_models(name, batch, calibration_size, 0, (60,)):
+        model = model.with_dtype_policy(precision)
     directory = str(tmp_path / "export")
     _export(model, directory)
-    # Pixel images: integers in [0, 255].
+    # Pixels in [0, 255] on a grid of 1/256 (integers among them), so their normalised
+    # values are multiples of 2**-14: on the stream's grid, exactly.
     rng = np.random.default_rng(1)
     size = model.image_shape[0]
-    pixels = rng.integers(0, 256, (batch, size, size, 3)).astype(np.float32)
+    pixels = rng.integers(0, 256 * 256, (batch, size, size, 3)) / np.float32(256)
+    pixels[0] = np.minimum(np.round(pixels[0]), 255)
+    pixels = pixels.astype(np.float32)
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], directory)
         features = _run_signature(session, meta_graph, "encode", {"images": pixels})["features"]
         outputs = _run_signature(session, meta_graph, "decode", {"features": features})
     assert features.dtype == np.int32
-    normalised = (pixels - np.float32(MEAN)) / np.float32(STD)
     # (The export's Phi need not equal Python's bit for bit: the loader's graph optimiser
     # may fuse F's batch norms into its convolutions, which rounds F differently. What an
     # export encodes, the same export decodes exactly.)
-    # The export's inverse: the normalised images' grid points, bit for bit, in pixels...
-    restored = (outputs["images"] - np.float32(MEAN)) / np.float32(STD)
-    np.testing.assert_allclose(restored, grid_points(normalised, model), rtol=0, atol=1e-6)
-    assert np.abs(outputs["images"] - pixels).max() <= STD * 2.0 ** -19 + 1e-4
-    # ...so the integer pixels come back as the identical integers.
-    np.testing.assert_array_equal(outputs["pixels"], pixels.astype(np.uint8))
+    differing = int(np.sum(outputs["images"] != pixels))
+    assert differing == 0, f"{differing} pixel values differ after the exported round trip"
+    np.testing.assert_array_equal(outputs["pixels"][0], pixels[0].astype(np.uint8))
 
 
 @pytest.mark.timeout(2400)
