@@ -261,6 +261,12 @@ class IRevNet(keras.Model):
                 name="classifier", dtype=classifier_dtype)
         self.build((None, *image_shape))
 
+    @staticmethod
+    def check_pixel_normalization(pixel_mean, pixel_std, channels):
+        """Raises ValueError, naming the argument, unless `pixel_mean`/`pixel_std` are a
+        valid normalisation of `channels`-channel images."""
+        _pixel_normalization(pixel_mean, pixel_std, channels, "float32")
+
     def _check_channel_flow(self, image_channels):
         """Follows the channel counts through the stages so that a bad config fails here."""
         total = image_channels * max(self.init_ds, 1) ** 2
