@@ -181,13 +181,15 @@ def imagenet_train(image, seed, image_size, channels=3):
     crop_seed, flip_seed = tf.unstack(split_seed(seed, 2))
     cropped = _as_image(image, lambda shape: random_resized_crop_window(shape, crop_seed),
                         channels)
-    return random_flip(resize(cropped, image_size), flip_seed)
+    image = random_flip(resize(cropped, image_size), flip_seed)
+    return tf.ensure_shape(image, [image_size, image_size, channels])
 
 
 def imagenet_eval(image, image_size, channels=3):
     """`evaluation_pixels` (central 87.5 % of the shorter side, resize); float32 pixels
     [S, S, C]."""
-    return evaluation_pixels(image, image_size, channels)
+    return tf.ensure_shape(evaluation_pixels(image, image_size, channels),
+                           [image_size, image_size, channels])
 
 
 def cifar_train(image, seed, image_size, flip=True, padding=CIFAR_PADDING):
