@@ -327,7 +327,10 @@ class IRevNet(keras.Model):
     def normalize(self, pixels):
         """Pixels -> the normalised images the stream quantises, `(pixels - mean) / std`,
         in float32 (the model's float dtype)."""
-        return self.normalization(tf.cast(pixels, self.float_dtype))
+        pixels = tf.cast(pixels, self.float_dtype)
+        if pixels.shape.rank == 4 and pixels.shape[-1] is None:  # Static channels for the layer.
+            pixels = tf.ensure_shape(pixels, [None, None, None, self.image_shape[-1]])
+        return self.normalization(pixels)
 
     def denormalize(self, images):
         """Normalised images -> pixels, `images * std + mean` (float32, not clipped)."""
