@@ -3,6 +3,7 @@
 import weakref
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from irevnet_tf import reversible as reversible_lib
@@ -12,6 +13,7 @@ from irevnet_tf.layers.block import IRevBlock
 from irevnet_tf.layers.bottleneck import release_initializer
 from irevnet_tf.layers.fixed_point import (DEFAULT_FRACTION_BITS, FixedPoint, StreamRangeError,
                                            checks_disabled)
+from irevnet_tf.layers.normalization import PixelNormalization
 from irevnet_tf.layers.psi import Psi
 
 
@@ -77,22 +79,53 @@ def _positive_int_tuple(value, argument):
     return items
 
 
+def _pixel_normalization(mean, std, channels, dtype):
+    """The model's entrance `PixelNormalization(mean, std)`, its arguments checked with
+    messages that name `pixel_mean`/`pixel_std`."""
+    values = {}
+    for argument, given in (("pixel_mean", mean), ("pixel_std", std)):
+        try:
+            array = np.asarray(given, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.size not in (1, channels) or not np.all(np.isfinite(array)):
+            raise ValueError(f"IRevNet: `{argument}` must be one finite number or one per "
+                             f"image channel ({channels}), got {given!r}.")
+        values[argument] = [float(v) for v in array]
+    if min(values["pixel_std"]) <= 0:
+        raise ValueError(f"IRevNet: `pixel_std` must be positive, got {std!r}.")
+    return PixelNormalization(values["pixel_mean"], values["pixel_std"], name="normalization",
+                              dtype=dtype)
+
+
 @keras.saving.register_keras_serializable(package="irevnet_tf")
 class IRevNet(keras.Model):
     """i-RevNet (Jacobsen, Smeulders, Oyallon, ICLR 2018): invertible up to the classifier.
 
-    `encode(images)` returns Phi(x), the full representation (for the ImageNet model
+    `encode(pixels)` returns Phi(x), the full representation (for the ImageNet model
     `irevnet301`, 224x224x3 -> 7x7x3072: nothing added or lost), as int32 grid points of
     the exact stream (`phi_dtype`; real value = `dequantize(phi)`); `decode(phi)` returns
-    the images, bit for bit those whose grid points `encode` saw; `call(images)` returns
+    the pixels, bit for bit those whose grid points `encode` saw; `call(pixels)` returns
     class logits (head: BN -> ReLU -> global average pool -> Dense), or the float Phi
     when `include_top=False`, so the model drops into other Keras models as a backbone.
 
-    The exact stream: images are rounded onto a fixed-point grid of step
-    2**-fraction_bits (the only rounding between an image and Phi), and every coupling
+    Pixels: the model carries its own normalisation. Its entrance is
+    `PixelNormalization(pixel_mean, pixel_std)` (`self.normalization`, float32 even under
+    mixed precision): `encode`, `call` and `intermediate_representations` take pixels
+    (e.g. in [0, 255]) and normalise them to `(pixels - pixel_mean) / pixel_std`;
+    `decode` ends with the inverse and returns pixels. The default (mean 0, std 1) is
+    the identity, for callers that feed normalised images. Both are saved in
+    `get_config`, so a `.keras` file alone is the whole model.
+
+    The exact stream: normalised images are rounded onto a fixed-point grid of step
+    2**-fraction_bits (the only rounding between an image and Phi; in pixel units the
+    step is `pixel_std * 2**-fraction_bits`, far below one pixel), and every coupling
     adds F's output rounded onto the same grid, as an integer sum; F itself runs in the
     dtype policy's compute dtype (float32, or bfloat16/float16 under mixed precision).
-    See `irevnet_tf.layers.FixedPoint`.
+    See `irevnet_tf.layers.FixedPoint`. `decode(encode(pixels))` is the pixels' grid
+    points mapped back through the normalisation's inverse, within about
+    `pixel_std * 2**-(fraction_bits + 1)` of the pixels (plus float32 rounding), so
+    integer pixels come back as the identical integers after rounding.
 
     Structure: an optional initial psi of block size `init_ds` (0 for none), a split of
     the channels into halves (the first half has `C // 2` channels), `blocks[k]` blocks
@@ -117,6 +150,9 @@ class IRevNet(keras.Model):
             outputs (memory independent of depth) instead of storing them.
         seed: seed for dropout masks.
         fraction_bits: k of the stream's grid 2**-k (range +-2**(30-k)); see `FixedPoint`.
+        pixel_mean, pixel_std: the per-channel normalisation at the entrance (one value,
+            or one per image channel; std > 0): the model's input is pixels, normalised
+            inside to `(pixels - pixel_mean) / pixel_std`. Default: the identity.
         inference_chunk: None (the default) runs `encode`/`decode` on the whole batch at
             once, which is exact whenever `decode` sees the batch `encode` saw. An int c
             runs them c images at a time, so that each image's bits are the same in any
@@ -127,15 +163,16 @@ class IRevNet(keras.Model):
     Example:
     >>> model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
     ...                 num_classes=10, input_shape=(16, 16, 3))
-    >>> phi = model.encode(tf.random.normal([2, 16, 16, 3]))  # (2, 4, 4, 48) int32
-    >>> images = model.decode(phi)                             # (2, 16, 16, 3) float32
+    ...                 pixel_mean=(125.3, 123.0, 113.9), pixel_std=(63.0, 62.1, 66.7))
+    >>> phi = model.encode(tf.random.uniform([2, 16, 16, 3], 0, 255))  # (2, 4, 4, 48) int32
+    >>> pixels = model.decode(phi)                             # (2, 16, 16, 3) float32
     """
 
     def __init__(self, blocks, strides, channels, init_ds=2, mult=4, dropout_rate=0.0,
                  num_classes=1000, input_shape=(224, 224, 3), include_top=True,
                  bn_momentum=0.9, bn_epsilon=1e-5, head_bn_momentum=0.1, reversible=True,
                  seed=None, fraction_bits=DEFAULT_FRACTION_BITS, inference_chunk=None,
-                 **kwargs):
+                 pixel_mean=(0.0,), pixel_std=(1.0,), **kwargs):
         kwargs.setdefault("name", "irevnet")
         # Images stay in float32 (the variable dtype) until they are quantised, instead of
         # being rounded to bfloat16/float16 first.
@@ -185,10 +222,15 @@ class IRevNet(keras.Model):
                 f"by the total down-sampling {self.downsampling} (init_ds and strides).")
         self._check_channel_flow(image_channels)
 
+        self.float_dtype = self.dtype_policy.variable_dtype
+        # Pixels are normalised in float32 (the variable dtype) before they are quantised,
+        # whatever the compute dtype.
+        self.normalization = _pixel_normalization(pixel_mean, pixel_std, image_channels,
+                                                  self.float_dtype)
+
         # The stream is int32 grid points; images, decoded images and the dequantised
         # inputs of F are in the variable dtype (float32 under mixed precision). Only the
         # bottlenecks and the head compute in the policy's compute dtype.
-        self.float_dtype = self.dtype_policy.variable_dtype
         self.init_psi = Psi(max(init_ds, 1), name="init_psi", dtype=self.float_dtype)
         self.stack = []
         for stage, (depth, stride, width) in enumerate(
@@ -218,6 +260,12 @@ class IRevNet(keras.Model):
                 num_classes, kernel_initializer=release_initializer(),
                 name="classifier", dtype=classifier_dtype)
         self.build((None, *image_shape))
+
+    @staticmethod
+    def check_pixel_normalization(pixel_mean, pixel_std, channels):
+        """Raises ValueError, naming the argument, unless `pixel_mean`/`pixel_std` are a
+        valid normalisation of `channels`-channel images."""
+        _pixel_normalization(pixel_mean, pixel_std, channels, "float32")
 
     def _check_channel_flow(self, image_channels):
         """Follows the channel counts through the stages so that a bad config fails here."""
@@ -265,6 +313,28 @@ class IRevNet(keras.Model):
         for block in self.stack:
             children[block.name] = block
         return children
+
+    @property
+    def pixel_mean(self):
+        """The per-channel mean of the entrance normalisation (a tuple of floats)."""
+        return tuple(self.normalization.mean)
+
+    @property
+    def pixel_std(self):
+        """The per-channel std of the entrance normalisation (a tuple of floats)."""
+        return tuple(self.normalization.std)
+
+    def normalize(self, pixels):
+        """Pixels -> the normalised images the stream quantises, `(pixels - mean) / std`,
+        in float32 (the model's float dtype)."""
+        pixels = tf.cast(pixels, self.float_dtype)
+        if pixels.shape.rank == 4 and pixels.shape[-1] is None:  # Static channels for the layer.
+            pixels = tf.ensure_shape(pixels, [None, None, None, self.image_shape[-1]])
+        return self.normalization(pixels)
+
+    def denormalize(self, images):
+        """Normalised images -> pixels, `images * std + mean` (float32, not clipped)."""
+        return self.normalization.inverse(tf.cast(images, self.float_dtype))
 
     @property
     def phi_dtype(self):
@@ -317,10 +387,11 @@ class IRevNet(keras.Model):
         return self.init_psi.inverse(tf.concat(list(pair), axis=-1))
 
     def encode(self, images, training=False, dropout_seed=None):
-        """Phi(x): the merged output of the invertible stack, shape `(N, *phi_shape)`.
+        """Phi(x) of pixels `images`: normalised by `self.normalization`, then the merged
+        output of the invertible stack, shape `(N, *phi_shape)`.
 
         Inference (the default) returns int32 grid points (`phi_dtype`), exact: `decode`
-        gives back the grid points of `images` bit for bit.
+        gives back the grid points of the normalised `images` bit for bit (as pixels).
 
         `training=True` returns the float Phi (the same values, dequantised) with its
         gradient: batch statistics and dropout, moving statistics updated once; with
@@ -342,7 +413,7 @@ class IRevNet(keras.Model):
             dropout_seed = self.seed_generator.next()
         seeds = reversible_lib.block_dropout_seeds(dropout_seed, len(self.stack))
         with checks_disabled():
-            pair = self.stem(self.grid.quantize_straight_through(images))
+            pair = self.stem(self.grid.quantize_straight_through(self.normalize(images)))
             if self.reversible:
                 pair = reversible_lib.reversible_stack(self.stack, pair, seeds)
             else:
@@ -357,19 +428,20 @@ class IRevNet(keras.Model):
                               2 * self.channels[-1], tf.int32, 1 / self.downsampling)
         return self._encode_batch(images)
 
-    def _encode_batch(self, images):
-        pair = self.stem(self.grid.quantize(images, self.name, "images"))
+    def _encode_batch(self, pixels):
+        pair = self.stem(self.grid.quantize(self.normalize(pixels), self.name, "images"))
         pair = reversible_lib.plain_stack(self.stack, pair, [None] * len(self.stack),
                                           training=False)
         return tf.concat(list(pair), axis=-1)
 
     def decode(self, phi):
-        """Images x with `encode(x) == phi` (inference mode), as floats.
+        """Pixels x with `encode(x) == phi` (inference mode), as floats (not clipped).
 
         `phi` is what `encode` returns (int32 grid points), or float features (e.g. an
         interpolation of two dequantised Phis), which are rounded onto the grid first.
         On what `encode` returns the result is exact: the grid points of the encoded
-        images, bit for bit.
+        normalised images, bit for bit, mapped back to pixels by the normalisation's
+        inverse (`x * pixel_std + pixel_mean` in float32).
         """
         phi = tf.convert_to_tensor(phi)
         validation.check_rank4(phi, "phi", f"{self.name}.decode")
@@ -397,15 +469,16 @@ class IRevNet(keras.Model):
         pair = (phi[..., :half], phi[..., half:])
         for block in reversed(self.stack):
             pair = block.inverse(pair, training=False)
-        return self.dequantize(self.unstem(pair))
+        return self.denormalize(self.dequantize(self.unstem(pair)))
 
     def intermediate_representations(self, images, level="stage"):
         """The merged pair after the stem and after each stage (`level="stage"`) or block
-        (`level="block"`), in inference mode, as int32 grid points: each one is
-        invertible back to the image."""
+        (`level="block"`) of pixels `images`, in inference mode, as int32 grid points:
+        each one is invertible back to the image."""
         if level not in ("stage", "block"):
             raise ValueError(f"IRevNet: `level` must be 'stage' or 'block', got {level!r}.")
-        pair = self.stem(self.grid.quantize(self._check_images(images), self.name, "images"))
+        pair = self.stem(self.grid.quantize(self.normalize(self._check_images(images)),
+                                            self.name, "images"))
         outputs = [tf.concat(list(pair), axis=-1)]
         ends = set(self.stage_ends)
         for index, block in enumerate(self.stack, start=1):
@@ -451,6 +524,8 @@ class IRevNet(keras.Model):
             "head_bn_momentum": self.head_bn_momentum, "reversible": self.reversible,
             "seed": self.seed, "fraction_bits": self.grid.fraction_bits,
             "inference_chunk": self.inference_chunk,
+            "pixel_mean": list(self.normalization.mean),
+            "pixel_std": list(self.normalization.std),
         })
         return config
 

@@ -11,8 +11,11 @@ Layout of a model directory (`--model_dir` of trainers/train_imagenet.py):
     train/, eval/         TensorBoard summaries
     model.keras           the final model (float32) with model.keras.run_config.json
 
-A `.keras` file can stand in for a model directory; its RunConfig then lives beside it
-as `<file>.run_config.json` (written by the trainer and by export/convert_release.py).
+A `.keras` file is the whole model: the model takes pixels and carries its normalisation
+(`IRevNet(pixel_mean=..., pixel_std=...)`), so loading, export and analysis need nothing
+else. It can stand in for a model directory; its RunConfig, which records where the model
+came from (data, recipe, flags), lives beside it as `<file>.run_config.json` (written by
+the trainer and by export/convert_release.py) and is optional.
 """
 
 import dataclasses
@@ -27,6 +30,7 @@ from absl import logging
 from irevnet_tf import configs
 from irevnet_tf import files
 from irevnet_tf.data.info import IMAGENET_MEAN, IMAGENET_STD
+from irevnet_tf.layers.normalization import PixelNormalization
 
 RUN_CONFIG_FILE = "run_config.json"
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -34,7 +38,9 @@ CHECKPOINT_PREFIX = "ckpt"
 UNREADABLE_SUBDIR = "unreadable"
 SIDECAR_SUFFIX = ".run_config.json"
 
-# Per-channel normalisation of pixels in [0, 255]: model input = (pixels - mean) / std.
+# Fields every run_config.json must hold: a model directory's model is built from them.
+REQUIRED_FIELDS = ("config_name", "mean", "std")
+
 __all__ = ["CheckpointMismatchError", "IMAGENET_MEAN", "IMAGENET_STD", "RunConfig",
            "UnreadableCheckpointError", "restore_model", "restore_weights", "save_keras_model"]
 
@@ -58,7 +64,9 @@ class RunConfig:
         dataset: the dataset trained on (informational).
         image_size: height and width of the model's input images.
         num_classes: classifier outputs.
-        mean, std: per-channel normalisation of pixels in [0, 255].
+        mean, std: per-channel normalisation of pixels in [0, 255] (the dataset's): the
+            model built from this RunConfig gets them as `pixel_mean`/`pixel_std`. A
+            model restored from a `.keras` file carries its own; there these record it.
         extra: anything else the trainer records (flags, preprocessing details).
     """
 
@@ -67,17 +75,29 @@ class RunConfig:
     dataset: str = ""
     image_size: int = 224
     num_classes: int = 1000
-    mean: tuple = IMAGENET_MEAN
-    std: tuple = IMAGENET_STD
+    mean: tuple = None
+    std: tuple = None
     extra: dict = dataclasses.field(default_factory=dict)
 
     def model_kwargs(self):
-        """The IRevNet keyword arguments this run config describes."""
-        return configs.get_config(self.config_name, **self.overrides)
+        """The IRevNet keyword arguments this run config describes, the normalisation
+        (`pixel_mean`/`pixel_std` from `mean`/`std`) included."""
+        return configs.get_config(self.config_name, **self._model_overrides())
 
     def build_model(self, **extra_overrides):
-        """A freshly initialised IRevNet of this configuration."""
-        return configs.build_irevnet(self.config_name, **{**self.overrides, **extra_overrides})
+        """A freshly initialised IRevNet of this configuration, with its normalisation."""
+        return configs.build_irevnet(self.config_name,
+                                     **{**self._model_overrides(), **extra_overrides})
+
+    def _model_overrides(self):
+        for field in ("mean", "std"):
+            if getattr(self, field) is None:
+                raise ValueError(f"RunConfig of {self.config_name!r}: `{field}` (the pixel "
+                                 "normalisation the model is built with) is not set.")
+            if f"pixel_{field}" in self.overrides:
+                raise ValueError(f"RunConfig of {self.config_name!r}: give the normalisation "
+                                 f"as `{field}`, not as the override `pixel_{field}`.")
+        return {**self.overrides, "pixel_mean": list(self.mean), "pixel_std": list(self.std)}
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -88,13 +108,26 @@ class RunConfig:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"{source}: not valid JSON ({error}).") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object with the fields "
+                             f"{', '.join(REQUIRED_FIELDS)}, got {type(data).__name__}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
-        if unknown or "config_name" not in data:
-            raise ValueError(f"{source}: expected the fields {sorted(known)} (config_name "
-                             f"required), got unknown {unknown}.")
-        data["mean"] = tuple(data.get("mean", IMAGENET_MEAN))
-        data["std"] = tuple(data.get("std", IMAGENET_STD))
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {', '.join(unknown)}; expected "
+                             f"the fields {', '.join(sorted(known))}.")
+        for field in REQUIRED_FIELDS:
+            if data.get(field) is None:
+                raise ValueError(f"{source}: the run configuration lacks the required field "
+                                 f"{field!r} (required: {', '.join(REQUIRED_FIELDS)}).")
+        for field in ("mean", "std"):
+            try:
+                PixelNormalization(**{field: data[field]})
+            except ValueError:
+                raise ValueError(f"{source}: field {field!r} must be one finite number or "
+                                 f"one per image channel (std > 0), got {data[field]!r}."
+                                 ) from None
+            data[field] = tuple(float(v) for v in data[field])
         return cls(**data)
 
     def save(self, path):
@@ -313,9 +346,13 @@ def restore_weights(model, checkpoint_path):
 def restore_model(model_path):
     """Loads `(model, run_config)` from a model directory or a `.keras` file.
 
-    From a model directory, the newest checkpoint that reads is restored (a newer unreadable
-    one is named in a warning). Raises a ValueError that names the path when there is no run
-    configuration, no readable checkpoint, or a checkpoint whose variables do not fit the
+    A `.keras` file is the whole model (its normalisation included); its sidecar
+    `<file>.run_config.json`, when present, is read for provenance, and without one the
+    RunConfig is made from the model. A model directory's model is built from its
+    run_config.json (configuration and normalisation) and the newest checkpoint that
+    reads is restored (a newer unreadable one is named in a warning). Raises a ValueError
+    that names the path when there is no run configuration, one without a required
+    field, no readable checkpoint, or a checkpoint whose variables do not fit the
     recorded configuration.
     """
     if str(model_path).endswith(".keras"):
@@ -327,10 +364,14 @@ def restore_model(model_path):
         model = keras.saving.load_model(model_path)
         if tf.io.gfile.exists(sidecar):
             run_config = RunConfig.load(sidecar)
+            model = _model_with_recorded_normalisation(model, run_config, model_path)
+            run_config = dataclasses.replace(run_config, mean=model.pixel_mean,
+                                             std=model.pixel_std)
         else:
             run_config = RunConfig(
                 config_name=model.name if model.name in configs.CONFIGS else "irevnet301",
-                image_size=model.image_shape[0], num_classes=model.num_classes)
+                image_size=model.image_shape[0], num_classes=model.num_classes,
+                mean=model.pixel_mean, std=model.pixel_std)
         return model, run_config
     path = run_config_path(model_path)
     if not tf.io.gfile.exists(path):
@@ -346,11 +387,41 @@ def restore_model(model_path):
     return model, run_config
 
 
+def _model_with_recorded_normalisation(model, run_config, model_path):
+    """`model`, checked against the normalisation its sidecar records.
+
+    A model carries its normalisation; the sidecar only records it. The one exception is a
+    `.keras` file written before models carried it (its model is the identity, its
+    sidecar holds the dataset's mean/std): that normalisation moves into the model, with
+    a warning, so that the file gives the numbers it always gave.
+    """
+    channels = model.image_shape[-1]
+
+    def values(numbers):
+        return [float(v) for v in (list(numbers) * channels if len(numbers) == 1 else numbers)]
+
+    recorded = (values(run_config.mean), values(run_config.std))
+    carried = (values(model.pixel_mean), values(model.pixel_std))
+    if recorded == carried:
+        return model
+    if model.normalization.is_identity:
+        logging.warning(
+            "%s predates models that carry their normalisation; using the mean %s and std "
+            "%s its %s records. Save it again to make the .keras file complete.",
+            model_path, list(run_config.mean), list(run_config.std), SIDECAR_SUFFIX)
+        return model._rebuilt(pixel_mean=list(run_config.mean), pixel_std=list(run_config.std))
+    raise ValueError(
+        f"{model_path}: the model normalises pixels with mean {list(model.pixel_mean)} and std "
+        f"{list(model.pixel_std)}, but {model_path}{SIDECAR_SUFFIX} records mean "
+        f"{list(run_config.mean)} and std {list(run_config.std)}; the model's are used by "
+        "everything, so remove or correct the sidecar.")
+
+
 # --- saving -------------------------------------------------------------------------------
 
 def save_keras_model(model, run_config, path, what=None):
     """Writes `model` as a `.keras` file at `path` with its `<path>.run_config.json` sidecar,
-    both atomically. The model is written to a temporary file first; the sidecar lands
+    both atomically. The sidecar's mean/std are the model's own normalisation. The model is written to a temporary file first; the sidecar lands
     before that file is renamed into place, so a `.keras` file never lacks its sidecar and
     a failed model write leaves the old pair untouched.
 
@@ -362,6 +433,9 @@ def save_keras_model(model, run_config, path, what=None):
     if not str(path).endswith(".keras"):
         raise ValueError(f"save_keras_model: `path` must end with .keras, got {path!r}.")
     what = what or os.path.basename(str(path))
+    # The sidecar records the normalisation the model carries (the numbers come from the model).
+    run_config = dataclasses.replace(run_config, mean=tuple(model.pixel_mean),
+                                     std=tuple(model.pixel_std))
     with files.atomic_path(path, what=what, suffix=".keras") as temporary:
         try:
             keras.saving.save_model(model, temporary)

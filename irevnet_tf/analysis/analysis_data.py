@@ -7,8 +7,7 @@ brought to the model's input the way the data module does it: values [0, 16] sca
 A model that takes 3 channels gets the grey channel repeated.
 
 Any other name goes through `irevnet_tf.data.build_dataset` (imported only then), whose
-datasets yield `(normalised images, labels)`; the images are turned back into pixels with the
-model's normalisation: `pixels = images * std + mean`.
+datasets yield `(pixels, labels)`, as the models take them.
 
 Linear and nearest-neighbour classifiers are fitted on the training part and evaluated on the
 held-out part; reconstructions and interpolations use the held-out part.
@@ -43,8 +42,8 @@ def digits_to_pixels(images, image_size, channels=1):
     return _match_channels(resized, channels, DIGITS)
 
 
-def load_examples(dataset, image_shape, num_examples=None, data_dir=None, mean=None,
-                  std=None, train_split="train", holdout_split="validation", seed=0):
+def load_examples(dataset, image_shape, num_examples=None, data_dir=None,
+                  train_split="train", holdout_split="validation", seed=0):
     """The training and held-out examples of `dataset` for a model taking `image_shape`.
 
     Args:
@@ -54,8 +53,6 @@ def load_examples(dataset, image_shape, num_examples=None, data_dir=None, mean=N
             subset balanced over the classes; the first ones of each split otherwise);
             None: all of digits, and is required for other datasets.
         data_dir: the data directory for `build_dataset`.
-        mean, std: the normalisation the model was trained with, to undo the dataset's
-            (required for datasets other than digits).
         train_split, holdout_split: split names for `build_dataset`.
         seed: the digits subset's seed.
     """
@@ -81,26 +78,11 @@ def load_examples(dataset, image_shape, num_examples=None, data_dir=None, mean=N
     if num_examples is None:
         raise ValueError(f"dataset {dataset!r}: num_examples is required for datasets other "
                          "than digits.")
-    if mean is None or std is None:
-        raise ValueError(f"dataset {dataset!r}: the model's normalisation (mean and std) is "
-                         "needed to turn the dataset's images back into pixels; the model "
-                         "has no run configuration and the dataset info gives none.")
     train = _take_from_dataset(dataset, train_split, num_examples, height, channels,
-                               data_dir, mean, std)
+                               data_dir)
     holdout = _take_from_dataset(dataset, holdout_split, num_examples, height, channels,
-                                 data_dir, mean, std)
+                                 data_dir)
     return AnalysisExamples(dataset, *train, *holdout)
-
-
-def dataset_normalisation(dataset, data_dir=None):
-    """`(mean, std)` that `irevnet_tf.data.dataset_info` reports for `dataset`, or
-    `(None, None)`: the fallback when a model (a bare SavedModel) brings no RunConfig."""
-    if dataset == DIGITS:
-        return None, None
-    from irevnet_tf import data as data_lib  # Deferred: only non-embedded datasets need it.
-
-    info = data_lib.dataset_info(dataset, data_dir)
-    return _field(info, "mean"), _field(info, "std")
 
 
 def check_examples_per_class(examples, minimum=2):
@@ -146,13 +128,7 @@ def _match_channels(pixels, channels, dataset):
                      f"{channels} channels.")
 
 
-def _field(info, name):
-    value = info.get(name) if isinstance(info, dict) else getattr(info, name, None)
-    return None if value is None else tuple(np.atleast_1d(value).tolist())
-
-
-def _take_from_dataset(dataset, split, num_examples, image_size, channels, data_dir, mean,
-                       std):
+def _take_from_dataset(dataset, split, num_examples, image_size, channels, data_dir):
     from irevnet_tf import data as data_lib  # Deferred: written separately, needed rarely.
 
     batch_size = min(num_examples, 64)
@@ -170,6 +146,5 @@ def _take_from_dataset(dataset, split, num_examples, image_size, channels, data_
         raise ValueError(f"dataset {dataset!r} split {split!r} gave no examples "
                          f"(batches of {batch_size}).")
     pixels = np.concatenate(images)[:num_examples]
-    pixels = pixels * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
     return (_match_channels(pixels, channels, dataset),
             np.concatenate(labels)[:num_examples].astype(np.int64))

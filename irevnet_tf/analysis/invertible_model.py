@@ -10,9 +10,8 @@ pixels in [0, 255], NHWC):
 `InvertibleModel` provides them for
 
   (a) an IRevNet restored from a model directory or a `.keras` file
-      (`irevnet_tf.model_files.restore_model`): the model takes normalised inputs
-      `(pixels - mean) / std` with the run configuration's mean and std, and this adapter
-      applies and undoes that normalisation; both levels "stage" and "block" are available;
+      (`irevnet_tf.model_files.restore_model`): the model takes and returns pixels (it
+      carries its normalisation); both levels "stage" and "block" are available;
   (b) a SavedModel export (a directory holding saved_model.pb, or a TF Serving base directory
       whose integer-named version subdirectories hold one each: the highest version is used),
       through its signatures `encode` (`images` -> `features`), `decode` (`features` ->
@@ -158,46 +157,37 @@ class InvertibleModel:
 
 
 class KerasInvertibleModel(InvertibleModel):
-    """An IRevNet (normalised inputs `(pixels - mean) / std`) seen in pixel units.
+    """An IRevNet (pixels in, pixels out: the model carries its normalisation).
 
     Args:
         model: an `irevnet_tf.IRevNet`.
-        mean, std: per-channel normalisation (one value, or one per image channel).
-        run_config: the model's `RunConfig`, if any.
+        run_config: the model's `RunConfig`, if any (provenance only).
         image_size: height and width of the analysed images (default: the model's).
         source, batch_size: as in `InvertibleModel`.
     """
 
     levels = LEVELS
 
-    def __init__(self, model, mean, std, run_config=None, image_size=None, source=None,
-                 batch_size=64):
+    def __init__(self, model, run_config=None, image_size=None, source=None, batch_size=64):
         height, width, channels = model.image_shape
         if image_size:
             height = width = int(image_size)
         super().__init__((height, width, channels), source or f"Keras model {model.name!r}",
                          run_config, batch_size)
         self.model = model
-        self.mean = _per_channel(mean, channels, "mean", self.source)
-        self.std = _per_channel(std, channels, "std", self.source)
-        if np.any(self.std == 0):
-            raise ValueError(f"{self.source}: `std` must be non-zero, got {tuple(self.std)}.")
-        mean_tensor = tf.constant(self.mean)
-        std_tensor = tf.constant(self.std)
 
         def real(grid_points):
             return tf.cast(model.dequantize(grid_points), tf.float32)
 
         def encode(pixels):
-            return real(model.encode((pixels - mean_tensor) / std_tensor))
+            return real(model.encode(pixels))
 
         def decode(features):
-            return tf.cast(model.decode(features), tf.float32) * std_tensor + mean_tensor
+            return tf.cast(model.decode(features), tf.float32)
 
         def representations(pixels, level):
-            normalised = (pixels - mean_tensor) / std_tensor
             return [real(output) for output in
-                    model.intermediate_representations(normalised, level=level)]
+                    model.intermediate_representations(pixels, level=level)]
 
         # Graph functions: one trace per batch shape, instead of eager op-by-op calls.
         self._encode_function = tf.function(encode, reduce_retracing=True)
@@ -209,10 +199,10 @@ class KerasInvertibleModel(InvertibleModel):
 
     @classmethod
     def from_model_path(cls, path, batch_size=64, image_size=None):
-        """Restores a model directory or `.keras` file with its RunConfig's normalisation;
+        """Restores a model directory or `.keras` file (the model brings its normalisation);
         images are `image_size` (default: the RunConfig's) square."""
         model, run_config = model_dir_lib.restore_model(path)
-        return cls(model, run_config.mean, run_config.std, run_config=run_config,
+        return cls(model, run_config=run_config,
                    image_size=image_size or run_config.image_size, source=str(path),
                    batch_size=batch_size)
 
@@ -388,14 +378,6 @@ def load_invertible_model(path, batch_size=64, image_size=None):
                                                 image_size=image_size)
 
 
-def _per_channel(values, channels, argument, source):
-    values = np.atleast_1d(np.asarray(values, np.float32))
-    if values.ndim != 1 or len(values) not in (1, channels):
-        raise ValueError(f"{source}: `{argument}` must have 1 or {channels} (the image "
-                         f"channels) values, got {values.tolist()}.")
-    return values
-
-
 def _signature_input(signature, name, signature_name, source):
     _, keyword_specs = signature.structured_input_signature
     if name not in keyword_specs:
@@ -415,7 +397,10 @@ def _find_run_config(export_dir):
             except ValueError:
                 recorded = None
         if isinstance(recorded, dict):
-            return model_dir_lib.RunConfig.from_json(json.dumps(recorded), metadata_path)
+            try:
+                return model_dir_lib.RunConfig.from_json(json.dumps(recorded), metadata_path)
+            except ValueError:
+                pass  # Provenance only: the export itself works in pixels.
     candidates = [
         os.path.join(export_dir, "assets.extra", model_dir_lib.RUN_CONFIG_FILE),
         os.path.join(export_dir, "assets", model_dir_lib.RUN_CONFIG_FILE),

@@ -87,14 +87,9 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
         raise ValueError(f"{model.source} takes {channels}-channel images; the reconstruction "
                          "and interpolation pictures need 1 (grey) or 3 (RGB) channels.")
 
-    mean = std = None
-    if model.run_config is not None:
-        mean, std = model.run_config.mean, model.run_config.std
-    elif dataset != analysis_data.DIGITS:
-        mean, std = analysis_data.dataset_normalisation(dataset, data_dir)
     examples = analysis_data.load_examples(
-        dataset, model.image_shape, num_examples=num_examples, data_dir=data_dir, mean=mean,
-        std=std, train_split=train_split, holdout_split=holdout_split, seed=seed)
+        dataset, model.image_shape, num_examples=num_examples, data_dir=data_dir,
+        train_split=train_split, holdout_split=holdout_split, seed=seed)
     if "separation" in names:
         analysis_data.check_examples_per_class(examples)
     if "interpolation" in names:

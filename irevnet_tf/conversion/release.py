@@ -462,7 +462,8 @@ def convert_release(checkpoint_path, output_path, config_name="irevnet301", over
     """Converts a release checkpoint into `output_path` (.keras) and its RunConfig sidecar.
 
     Reads and checks the checkpoint, builds `build_release_model(config_name,
-    **overrides)`, assigns the weights and writes `output_path` and
+    **overrides, pixel_mean=mean, pixel_std=std)` (the model takes pixels in [0, 255] and
+    carries the release's normalisation), assigns the weights and writes `output_path` and
     `output_path + ".run_config.json"` atomically (temporary files in the same
     directory, then renames), so `model_dir.restore_model(output_path)` gives the model
     back. On any error nothing is written.
@@ -474,7 +475,9 @@ def convert_release(checkpoint_path, output_path, config_name="irevnet301", over
         overrides: IRevNet keyword arguments on top of the configuration.
         overwrite: replace an existing `output_path`.
         reader: "builtin" (torch-free) or "torch" (see `read_release_checkpoint`).
-        dataset, mean, std: recorded in the RunConfig (the release's ImageNet values).
+        dataset: recorded in the RunConfig.
+        mean, std: the release's normalisation of pixels in [0, 255] (ImageNet's), written
+            into the model (`pixel_mean`/`pixel_std`) and recorded in the RunConfig.
 
     Returns:
         ConversionSummary.
@@ -484,7 +487,14 @@ def convert_release(checkpoint_path, output_path, config_name="irevnet301", over
         raise ValueError(f"convert_release: `reader` must be 'builtin' or 'torch', got "
                          f"{reader!r}.")
     overrides = dict(overrides or {})
-    configs.get_config(config_name, **overrides)  # Unknown names fail before any reading.
+    # The normalisation is `mean`/`std`; given as overrides too, those win.
+    mean = tuple(float(v) for v in overrides.pop("pixel_mean", mean))
+    std = tuple(float(v) for v in overrides.pop("pixel_std", std))
+    normalisation = {"pixel_mean": list(mean), "pixel_std": list(std)}
+    # Unknown names and a bad normalisation fail before any reading.
+    configs.get_config(config_name, **overrides)
+    IRevNet.check_pixel_normalization(mean, std, configs.get_config(
+        config_name, **overrides)["input_shape"][-1])
     source = f"checkpoint {os.fspath(checkpoint_path)!r}"
     if reader == "builtin":
         # Values are read lazily: a checkpoint that does not fit is refused after reading
@@ -492,11 +502,11 @@ def convert_release(checkpoint_path, output_path, config_name="irevnet301", over
         with TorchCheckpointReader(checkpoint_path) as checkpoint_reader:
             state_dict = extract_state_dict(checkpoint_reader.load(), source=source)
             ignored_globals = tuple(sorted(checkpoint_reader.ignored_globals))
-            model = build_release_model(config_name, **overrides)
+            model = build_release_model(config_name, **overrides, **normalisation)
             summary = load_release_weights(model, state_dict, source=source)
     else:
         state_dict, ignored_globals = read_release_checkpoint(checkpoint_path, reader=reader)
-        model = build_release_model(config_name, **overrides)
+        model = build_release_model(config_name, **overrides, **normalisation)
         summary = load_release_weights(model, state_dict, source=source)
     del state_dict
 

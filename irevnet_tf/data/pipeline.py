@@ -55,8 +55,9 @@ def build_dataset(name, split, *, global_batch_size, image_size, is_training, da
         deterministic: exactly reproducible output (see the module docstring); slower.
         repeat: repeat the data forever; defaults to `is_training`.
     Returns:
-        A tf.data.Dataset of `(images float32 [B, S, S, C], labels int32 [B])`, normalised as
-        `dataset_info(name).mean/std` say, with B = `global_batch_size`, or the per-replica
+        A tf.data.Dataset of `(images float32 [B, S, S, C], labels int32 [B])`: pixels in
+        [0, 255], not normalised (the model normalises them with `dataset_info(name)`'s
+        mean/std), with B = `global_batch_size`, or the per-replica
         batch with `input_context`. Incomplete final batches are dropped.
     """
     info_lib.check_name(name)
@@ -173,7 +174,7 @@ def _synthetic(info, split, batch_size, image_size, is_training, repeat, seed_pa
     num_examples = info.num_train_examples if split == "train" else info.num_eval_examples
     num_batches = None if repeat else max(1, num_examples // batch_size)
     return synthetic_dataset(batch_size, image_size, info.channels, info.num_classes, seed_pair,
-                             num_batches=num_batches)
+                             num_batches=num_batches, mean=info.mean, std=info.std)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ in both for the same `seed`. Randomness is stateless: each random function takes
 a `[2]` integer tensor (the pipelines derive it from the example's position), so that a
 seeded pipeline is exactly reproducible.
 
-Pixels are in [0, 255] until `normalize`, which returns `(pixels - mean) / std` as float32:
-the model's input convention (see irevnet_tf/model_files.py).
+Every family returns float32 pixels in [0, 255]: the model's input. The model normalises
+them itself (`IRevNet(pixel_mean=..., pixel_std=...)`, the dataset info's mean/std), so
+nothing here normalises.
 
 Three families, chosen by `DatasetInfo.preprocessing`:
 - "imagenet": training takes a random-resized crop (8-100 % of the area, aspect ratio
@@ -31,13 +32,6 @@ DIGITS_MAX_VALUE = 16
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks.
-
-def normalize(image, mean, std):
-    """`(image - mean) / std` per channel, float32; `image` is [..., C], pixels in [0, 255]."""
-    mean = tf.constant(mean, tf.float32)
-    std = tf.constant(std, tf.float32)
-    return (tf.cast(image, tf.float32) - mean) / std
-
 
 def split_seed(seed, num):
     """`num` independent stateless seeds ([num, 2]) derived from one."""
@@ -170,38 +164,36 @@ def _as_image(image_or_encoded, window_fn, channels):
     return crop(image_or_encoded, window_fn(tf.shape(image_or_encoded)))
 
 
-def _channels(mean):
-    return len(mean)
-
-
 # ---------------------------------------------------------------------------------------------
 # The per-dataset-family preprocessing.
 
-def imagenet_train(image, seed, image_size, mean, std):
-    """Random-resized crop, resize, random flip, normalise.
+def imagenet_train(image, seed, image_size, channels=3):
+    """Random-resized crop, resize, random flip.
 
     Args:
         image: encoded bytes (string scalar; JPEG, PNG, ...) or a uint8 [H, W, C] image.
         seed: `[2]` integer stateless seed.
         image_size: output height and width.
-        mean, std: per-channel normalisation (pixel scale [0, 255]); their length is C.
+        channels: C, the channels encoded bytes are decoded to.
     Returns:
-        float32 [image_size, image_size, C].
+        float32 pixels [image_size, image_size, C] in [0, 255].
     """
     crop_seed, flip_seed = tf.unstack(split_seed(seed, 2))
     cropped = _as_image(image, lambda shape: random_resized_crop_window(shape, crop_seed),
-                        _channels(mean))
-    return normalize(random_flip(resize(cropped, image_size), flip_seed), mean, std)
+                        channels)
+    image = random_flip(resize(cropped, image_size), flip_seed)
+    return tf.ensure_shape(image, [image_size, image_size, channels])
 
 
-def imagenet_eval(image, image_size, mean, std):
-    """`evaluation_pixels` (central 87.5 % of the shorter side, resize), normalise;
-    float32 [S, S, C]."""
-    return normalize(evaluation_pixels(image, image_size, _channels(mean)), mean, std)
+def imagenet_eval(image, image_size, channels=3):
+    """`evaluation_pixels` (central 87.5 % of the shorter side, resize); float32 pixels
+    [S, S, C]."""
+    return tf.ensure_shape(evaluation_pixels(image, image_size, channels),
+                           [image_size, image_size, channels])
 
 
-def cifar_train(image, seed, image_size, mean, std, flip=True, padding=CIFAR_PADDING):
-    """Pad 4 zero pixels + random crop, random flip (unless `flip=False`), normalise.
+def cifar_train(image, seed, image_size, flip=True, padding=CIFAR_PADDING):
+    """Pad 4 zero pixels + random crop, random flip (unless `flip=False`); float32 pixels.
 
     `image` is uint8 [H, W, C]; it is resized to `image_size` first when it differs.
     """
@@ -209,12 +201,12 @@ def cifar_train(image, seed, image_size, mean, std, flip=True, padding=CIFAR_PAD
     image = random_pad_crop(_resize_if_needed(image, image_size), crop_seed, padding)
     if flip:
         image = random_flip(image, flip_seed)
-    return normalize(image, mean, std)
+    return tf.cast(image, tf.float32)
 
 
-def cifar_eval(image, image_size, mean, std):
-    """Normalise (after resizing to `image_size` when it differs); float32 [S, S, C]."""
-    return normalize(_resize_if_needed(image, image_size), mean, std)
+def cifar_eval(image, image_size):
+    """Float32 pixels [S, S, C] (resized to `image_size` when it differs)."""
+    return _resize_if_needed(image, image_size)
 
 
 def digits_pixels(image, image_size):
@@ -230,15 +222,15 @@ def digits_shift(image_size):
     return max(1, image_size // 16)
 
 
-def digits_train(image, seed, image_size, mean, std):
-    """Upsample, random translation by up to `digits_shift(image_size)` pixels, normalise."""
-    pixels = digits_pixels(image, image_size)
-    return normalize(random_pad_crop(pixels, seed, digits_shift(image_size)), mean, std)
+def digits_train(image, seed, image_size):
+    """Upsample, random translation by up to `digits_shift(image_size)` pixels; float32
+    pixels."""
+    return random_pad_crop(digits_pixels(image, image_size), seed, digits_shift(image_size))
 
 
-def digits_eval(image, image_size, mean, std):
-    """Upsample and normalise; float32 [image_size, image_size, 1]."""
-    return normalize(digits_pixels(image, image_size), mean, std)
+def digits_eval(image, image_size):
+    """Upsample; float32 pixels [image_size, image_size, 1] in [0, 255]."""
+    return digits_pixels(image, image_size)
 
 
 def _resize_if_needed(image, image_size):

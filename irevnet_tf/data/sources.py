@@ -31,8 +31,9 @@ class Source:
             shuffled file order where there are files: fixed by `seed` (a `[2]` stateless
             seed tensor), or new in every iteration when `seed` is None.
         parse: raw element -> `(image, int32 label)`, the image encoded (string) or decoded.
-        train_fn: `(image, seed) -> float32 [S, S, C]`, random augmentation with `seed`.
-        eval_fn: `image -> float32 [S, S, C]`.
+        train_fn: `(image, seed) -> float32 pixels [S, S, C]`, random augmentation with
+            `seed`.
+        eval_fn: `image -> float32 pixels [S, S, C]`.
         shuffle_buffer: elements held by the training shuffle buffer.
         num_examples: examples in this share, None when unknown.
     """
@@ -46,20 +47,21 @@ class Source:
 
 
 def _family_fns(info, image_size):
-    """The train/eval preprocessing of `info.preprocessing` at `image_size`."""
-    mean, std = info.mean, info.std
+    """The train/eval preprocessing of `info.preprocessing` at `image_size` (pixels; the
+    model normalises them)."""
+    channels = int(info.channels)
     if info.preprocessing == "imagenet":
-        return (lambda image, seed: preprocessing.imagenet_train(image, seed, image_size, mean,
-                                                                  std),
-                lambda image: preprocessing.imagenet_eval(image, image_size, mean, std))
+        return (lambda image, seed: preprocessing.imagenet_train(image, seed, image_size,
+                                                                  channels),
+                lambda image: preprocessing.imagenet_eval(image, image_size, channels))
     if info.preprocessing == "cifar":
         flip = info.name.split(":")[0] not in info_lib.NOT_FLIP_INVARIANT
-        return (lambda image, seed: preprocessing.cifar_train(image, seed, image_size, mean, std,
+        return (lambda image, seed: preprocessing.cifar_train(image, seed, image_size,
                                                                flip=flip),
-                lambda image: preprocessing.cifar_eval(image, image_size, mean, std))
+                lambda image: preprocessing.cifar_eval(image, image_size))
     if info.preprocessing == "digits":
-        return (lambda image, seed: preprocessing.digits_train(image, seed, image_size, mean, std),
-                lambda image: preprocessing.digits_eval(image, image_size, mean, std))
+        return (lambda image, seed: preprocessing.digits_train(image, seed, image_size),
+                lambda image: preprocessing.digits_eval(image, image_size))
     raise ValueError(f"No preprocessing for {info.preprocessing!r}.")
 
 

@@ -70,7 +70,8 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
 
     Args:
         model: the IRevNet, with its trained weights.
-        run_config: its `RunConfig` (image size, normalisation mean/std).
+        run_config: its `RunConfig` (image size; recorded in the export's metadata). The
+            normalisation is the model's own.
         export_dir: the directory TF Serving watches (created if missing).
         version: positive integer; default one past the highest existing version.
         overwrite: replace an existing version instead of refusing it.
@@ -103,8 +104,7 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
         model = model.with_dtype_policy(precision)
     model = model.with_inference_chunk(inference_chunk)
     module = signatures_lib.ServingModule(
-        model, image_size=run_config.image_size, mean=run_config.mean, std=run_config.std,
-        crop_fraction=crop_fraction, top_k=top_k)
+        model, image_size=run_config.image_size, crop_fraction=crop_fraction, top_k=top_k)
     version = resolve_version(export_dir, version, overwrite)
     final_dir = os.path.join(export_dir, str(version))
     what = f"export version {version}"
@@ -155,12 +155,13 @@ def _write_metadata(saved_model_dir, module, run_config, version):
     signatures = module.signatures()
     metadata = {
         "version": version,
-        "run_config": dataclasses.asdict(run_config),
+        "run_config": dataclasses.asdict(dataclasses.replace(
+            run_config, mean=tuple(module.model.pixel_mean), std=tuple(module.model.pixel_std))),
         "image_size": module.image_size,
         "channels": module.channels,
         "pixel_range": list(signatures_lib.PIXEL_RANGE),
-        "mean": module.mean.tolist(),
-        "std": module.std.tolist(),
+        "mean": list(module.model.pixel_mean),
+        "std": list(module.model.pixel_std),
         "feature_shape": list(module.feature_shape),
         "feature_dtype": module.model.phi_dtype.name,
         "fraction_bits": module.model.grid.fraction_bits,

@@ -3,7 +3,8 @@
 Every signature takes and returns float32, int32, uint8 (or tf.string) tensors with a
 dynamic batch dimension, so that REST (JSON, no bfloat16) and gRPC clients can call it, and
 it runs the model in inference mode. Pixels at the boundary are in [0, 255], NHWC; the
-normalisation `(pixels - mean) / std` the model was trained with happens inside.
+model itself normalises them (`IRevNet(pixel_mean=..., pixel_std=...)`, the normalisation
+it was trained with) and `decode` returns pixels.
 
     serving_default        images [N, H, W, C] -> logits, probabilities, classes, scores
     classify_image_bytes   image_bytes [N] (encoded JPEG/PNG/GIF/BMP) -> as serving_default
@@ -59,14 +60,6 @@ def stage_output_name(index):
     return f"stage_{index}"
 
 
-def _per_channel(values, channels, argument):
-    array = np.asarray(values, dtype=np.float64).reshape(-1)
-    if array.size not in (1, channels):
-        raise ValueError(f"ServingModule: `{argument}` needs 1 or {channels} values (one per "
-                         f"image channel), got {array.size}: {values!r}.")
-    return np.broadcast_to(array, (channels,)).astype(np.float32)
-
-
 class ServingModule(tf.Module):
     """The serving signatures of one IRevNet, ready for `tf.saved_model.save`.
 
@@ -74,18 +67,18 @@ class ServingModule(tf.Module):
         model: an `IRevNet` (its variables become the SavedModel's variables).
         image_size: height and width of the images the signatures take (default: the
             model's `input_shape`); a multiple of the model's total down-sampling.
-        mean, std: per-channel (or one shared) normalisation of pixels in [0, 255].
         crop_fraction: centre crop of `classify_image_bytes`, as a fraction of the
             shorter side, before the resize to `image_size`.
         top_k: classes and scores returned per image (at most num_classes).
 
     Example:
-    >>> module = ServingModule(build_irevnet("irevnet_tiny"), mean=(125.3,), std=(63.0,))
+    >>> model = build_irevnet("irevnet_tiny", pixel_mean=(125.3,), pixel_std=(63.0,))
+    >>> module = ServingModule(model)
     >>> tf.saved_model.save(module, path, signatures=module.signatures())
     """
 
-    def __init__(self, model, image_size=None, mean=(0.0,), std=(1.0,),
-                 crop_fraction=DEFAULT_CROP_FRACTION, top_k=DEFAULT_TOP_K):
+    def __init__(self, model, image_size=None, crop_fraction=DEFAULT_CROP_FRACTION,
+                 top_k=DEFAULT_TOP_K):
         super().__init__(name="irevnet_serving")
         if not isinstance(model, IRevNet):
             raise TypeError(f"ServingModule: `model` must be an irevnet_tf.IRevNet, got "
@@ -112,10 +105,6 @@ class ServingModule(tf.Module):
         self.model_variables = [variable.value for variable in model.variables]
         self.image_size = int(image_size)
         self.channels = channels
-        self.mean = _per_channel(mean, channels, "mean")
-        self.std = _per_channel(std, channels, "std")
-        if np.any(self.std <= 0):
-            raise ValueError(f"ServingModule: `std` must be positive, got {std!r}.")
         self.crop_fraction = float(crop_fraction)
         self.top_k = min(top_k, model.num_classes) if model.include_top else 0
         side = self.image_size // model.downsampling
@@ -165,25 +154,24 @@ class ServingModule(tf.Module):
                                name="check_images_shape")
 
     def _encode(self, images):
-        features = self.model.encode(self.normalise(self._checked_images(images)),
-                                     training=False)
+        features = self.model.encode(self._checked_images(images), training=False)
         return {FEATURES: features}
 
     def _decode(self, features):
         features = tf.ensure_shape(features, [None, *self.feature_shape],
                                    name="check_features_shape")
-        images = self.denormalise(self.model.decode(features))
+        images = tf.cast(self.model.decode(features), tf.float32)  # Pixels, not clipped.
         # The grid is finer than a pixel (std * 2**-k), so rounding recovers integer pixels.
         pixels = tf.cast(tf.clip_by_value(tf.round(images), *PIXEL_RANGE), tf.uint8)
         return {IMAGES: images, PIXELS: pixels}
 
     def _encode_stages(self, images):
-        stages = self.model.intermediate_representations(
-            self.normalise(self._checked_images(images)), level="stage")
+        stages = self.model.intermediate_representations(self._checked_images(images),
+                                                         level="stage")
         return {stage_output_name(index): stage for index, stage in enumerate(stages)}
 
     def _classify(self, images):
-        logits = self.model(self.normalise(self._checked_images(images)), training=False)
+        logits = self.model(self._checked_images(images), training=False)
         logits = tf.cast(logits, tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
@@ -195,16 +183,6 @@ class ServingModule(tf.Module):
         images = image_bytes_lib.decode_batch(image_bytes, self.image_size, self.channels,
                                               self.crop_fraction)
         return self._classify(images)
-
-    # --- pixels <-> model inputs ------------------------------------------------------------
-
-    def normalise(self, images):
-        """Pixels in [0, 255] -> model inputs `(pixels - mean) / std` (float32)."""
-        return (tf.cast(images, tf.float32) - self.mean) / self.std
-
-    def denormalise(self, inputs):
-        """Model inputs -> pixels `inputs * std + mean` (float32, not clipped)."""
-        return tf.cast(inputs, tf.float32) * self.std + self.mean
 
     # --- example inputs (warm-up requests, smoke tests) ---------------------------------------
 

@@ -2,7 +2,7 @@
 
 Training summaries go to `<model_dir>/train`, evaluation ones to `<model_dir>/eval`:
 loss, top-1 accuracy, learning rate, images/s; at each evaluation top-1/top-5 accuracy
-and decode(encode(x)) next to x for a few images (un-normalised back to pixels), with
+and decode(encode(x)) next to x for a few images (the model takes and returns pixels), with
 the largest reconstruction error in pixel units and relative to the largest |x|. Only the chief writes.
 
 Summaries are written with `tf.summary.write` and TensorBoard's plugin metadata, so that
@@ -52,14 +52,11 @@ class ProgressReporter:
     Args:
         model_dir: where the `train/` and `eval/` summary directories go.
         total_steps: the run's length (for "step/total" and the time left).
-        mean, std: per-channel normalisation, to turn model inputs back into pixels.
         write_summaries: False on non-chief workers.
     """
 
-    def __init__(self, model_dir, total_steps, mean, std, write_summaries=True):
+    def __init__(self, model_dir, total_steps, write_summaries=True):
         self.total_steps = int(total_steps)
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
         if write_summaries:
             self.train_writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
             self.eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
@@ -124,20 +121,20 @@ class ProgressReporter:
                 write_scalar(name, metrics[name], step)
         return metrics
 
-    def to_pixels(self, images):
-        """Model inputs `(pixels - mean) / std` back to pixels in [0, 1] for display."""
+    @staticmethod
+    def to_pixels(images):
+        """Pixels in [0, 255] (the model's input and decode's output) to [0, 1] for display."""
         images = np.asarray(images, np.float32)
-        return np.clip((images * self.std + self.mean) / 255.0, 0.0, 1.0)
+        return np.clip(images / 255.0, 0.0, 1.0)
 
     def reconstructions(self, step, originals, reconstructed):
-        """Writes originals and decode(encode(x)) side by side; returns the max error in pixels."""
+        """Writes originals and decode(encode(x)) (pixels) side by side; returns the max
+        error in pixels."""
         originals = np.asarray(originals, np.float32)
         reconstructed = np.asarray(reconstructed, np.float32)
-        error = float(np.max(np.abs((originals - reconstructed) * self.std))) if len(
-            originals) else 0.0
+        error = float(np.max(np.abs(originals - reconstructed))) if len(originals) else 0.0
         # The round trip as the package reports it everywhere: relative to the largest |x|.
-        largest = float(np.max(np.abs(originals * self.std + self.mean))) if len(
-            originals) else 0.0
+        largest = float(np.max(np.abs(originals))) if len(originals) else 0.0
         relative = error / largest if largest > 0 else 0.0
         pairs = np.concatenate([self.to_pixels(originals), self.to_pixels(reconstructed)],
                                axis=2)

@@ -135,6 +135,6 @@ class ClassificationTask:
         return sums
 
     def reconstruct(self, images):
-        """`(images, decode(encode(images)))` in inference mode, for summaries."""
+        """`(images, decode(encode(images)))` in inference mode, for summaries: pixels."""
         phi = self.model.encode(images, training=False)
         return images, tf.cast(self.model.decode(phi), images.dtype)

@@ -260,8 +260,7 @@ class Trainer:
             eval_dataset=strategy.distribute_datasets_from_function(
                 self._eval_dataset_fn(builder, info, plan, seed)),
             reporter=progress_lib.ProgressReporter(
-                config.model_dir, plan.total_steps, run_config.mean, run_config.std,
-                write_summaries=chief))
+                config.model_dir, plan.total_steps, write_summaries=chief))
 
     def _log_start(self, model, info, plan, replicas, restored, start_step):
         config = self.config

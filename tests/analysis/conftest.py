@@ -4,15 +4,17 @@ import keras
 import pytest
 
 from irevnet_tf import build_irevnet
-from tests.analysis.model_fixtures import IMAGE_SHAPE, export_saved_model, run_config
+from tests.analysis.model_fixtures import IMAGE_SHAPE, MEAN, STD, export_saved_model, run_config
 from tests.helpers import write_model_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    """irevnet_tiny for 32x32 grey images (init_ds=2: 4 channels after psi)."""
+    """irevnet_tiny for 32x32 grey pixels (init_ds=2: 4 channels after psi), normalising
+    them with MEAN/STD."""
     keras.utils.set_random_seed(1)
-    return build_irevnet("irevnet_tiny", input_shape=IMAGE_SHAPE)
+    return build_irevnet("irevnet_tiny", input_shape=IMAGE_SHAPE, pixel_mean=MEAN,
+                         pixel_std=STD)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""Helpers of the analysis tests: their run configuration and a SavedModel export.
+"""Helpers of the analysis tests: their run configuration, a SavedModel export and the
+identity-normalised twin of a model.
 
 The export is made here with exactly the signature names the project's exporter writes
 (`encode`, `decode`, `encode_stages`, `serving_default`), so the SavedModel path is tested
-independently of the exporter.
+independently of the exporter. The models take pixels (they carry their normalisation).
 """
 
 import numpy as np
@@ -22,10 +23,15 @@ def run_config(config_name="irevnet_tiny", image_shape=IMAGE_SHAPE, mean=MEAN, s
                      std=std)
 
 
-def export_saved_model(model, export_dir, mean=MEAN, std=STD, batch_size=None):
-    """Exports `model` with the serving signatures, in pixel units, like the exporter."""
-    mean_tensor = tf.constant(mean, tf.float32)
-    std_tensor = tf.constant(std, tf.float32)
+def identity_twin(model):
+    """`model`'s weights without normalisation: fed `normalised(pixels)`, it computes
+    independently of the model's own normalisation what `model` does on pixels."""
+    return model._rebuilt(pixel_mean=[0.0], pixel_std=[1.0])
+
+
+def export_saved_model(model, export_dir, batch_size=None):
+    """Exports `model` (pixels in, pixels out) with the serving signatures, like the
+    exporter."""
     images_spec = tf.TensorSpec([batch_size, *model.image_shape], tf.float32, name="images")
     features_spec = tf.TensorSpec([batch_size, *model.phi_shape], model.phi_dtype,
                                   name="features")
@@ -35,20 +41,20 @@ def export_saved_model(model, export_dir, mean=MEAN, std=STD, batch_size=None):
 
     @tf.function(input_signature=[images_spec])
     def encode(images):
-        return {"features": model.encode((images - mean_tensor) / std_tensor)}
+        return {"features": model.encode(images)}
 
     @tf.function(input_signature=[features_spec])
     def decode(features):
-        return {"images": model.decode(features) * std_tensor + mean_tensor}
+        return {"images": model.decode(features)}
 
     @tf.function(input_signature=[images_spec])
     def encode_stages(images):
-        outputs = model.intermediate_representations((images - mean_tensor) / std_tensor)
+        outputs = model.intermediate_representations(images)
         return {f"stage_{index}": output for index, output in enumerate(outputs)}
 
     @tf.function(input_signature=[images_spec])
     def serving_default(images):
-        logits = model((images - mean_tensor) / std_tensor, training=False)
+        logits = model(images, training=False)
         probabilities = tf.nn.softmax(logits)
         return {"logits": logits, "probabilities": probabilities,
                 "classes": tf.argmax(logits, axis=-1, output_type=tf.int32),

@@ -7,12 +7,12 @@ import pytest
 import tensorflow as tf
 
 from irevnet_tf.analysis import KerasInvertibleModel, analysis_data, interpolation
-from tests.analysis.model_fixtures import MEAN, STD
+from tests.analysis.model_fixtures import MEAN, STD, identity_twin
 
 
 @pytest.fixture
 def setting(tiny_model):
-    model = KerasInvertibleModel(tiny_model, MEAN, STD)
+    model = KerasInvertibleModel(tiny_model)
     examples = analysis_data.load_examples("digits", (32, 32, 1), num_examples=40)
     return model, examples
 
@@ -36,10 +36,10 @@ def test_rows(setting, tiny_model):
     np.testing.assert_allclose(representation_row[0], first, atol=1e-2, rtol=0)
     np.testing.assert_allclose(pixel_row[1], 0.75 * first + 0.25 * second, atol=1e-4)
     # The middle image, independently: the Keras model on the mixed normalised features.
-    phi_first = tiny_model.dequantize(tiny_model.encode((first[None] - MEAN[0]) / STD[0])).numpy()
-    phi_second = tiny_model.dequantize(
-        tiny_model.encode((second[None] - MEAN[0]) / STD[0])).numpy()
-    middle = tiny_model.decode(0.5 * phi_first + 0.5 * phi_second).numpy()[0]
+    twin = identity_twin(tiny_model)
+    phi_first = twin.dequantize(twin.encode((first[None] - MEAN[0]) / STD[0])).numpy()
+    phi_second = twin.dequantize(twin.encode((second[None] - MEAN[0]) / STD[0])).numpy()
+    middle = twin.decode(0.5 * phi_first + 0.5 * phi_second).numpy()[0]
     np.testing.assert_allclose(representation_row[2], middle * STD[0] + MEAN[0], atol=1e-2)
     with pytest.raises(ValueError, match="steps"):
         interpolation.interpolation_rows(model, first, second, steps=1)

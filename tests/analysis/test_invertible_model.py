@@ -9,7 +9,8 @@ from irevnet_tf import IRevNet
 from irevnet_tf.analysis import (KerasInvertibleModel, SavedModelInvertibleModel,
                                  load_invertible_model, resolve_model_path)
 from irevnet_tf.model_files import RunConfig, run_config_path
-from tests.analysis.model_fixtures import MEAN, STD, export_saved_model, normalised
+from tests.analysis.model_fixtures import (MEAN, STD, export_saved_model, identity_twin,
+                                           normalised)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,10 @@ def _real(model, grid_points):
 
 
 def _check_against_keras(invertible, keras_model, pixels):
-    """encode / decode / stages of `invertible` (real units) against the Keras model called
-    directly (grid points, dequantised here)."""
+    """encode / decode / stages of `invertible` (real units) against the Keras model's
+    identity-normalised twin called directly on numpy-normalised pixels (grid points,
+    dequantised here)."""
+    keras_model = identity_twin(keras_model)
     features = invertible.encode(pixels)
     np.testing.assert_allclose(features, _real(keras_model, keras_model.encode(
         normalised(pixels))), rtol=1e-4, atol=1e-4)
@@ -76,7 +79,8 @@ def test_saved_model_with_fixed_batch_size(tiny_model, tmp_path, pixels):
     export_dir = export_saved_model(tiny_model, tmp_path / "fixed", batch_size=2)
     invertible = load_invertible_model(export_dir, batch_size=5)  # 5 = 2 + 2 + 1 padded.
     features = invertible.encode(pixels)
-    np.testing.assert_allclose(features, _real(tiny_model, tiny_model.encode(normalised(pixels))),
+    twin = identity_twin(tiny_model)
+    np.testing.assert_allclose(features, _real(twin, twin.encode(normalised(pixels))),
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(invertible.decode(features), pixels, atol=1e-3, rtol=0)
 
@@ -84,7 +88,7 @@ def test_saved_model_with_fixed_batch_size(tiny_model, tmp_path, pixels):
 def test_block_level_representations():
     model = IRevNet(blocks=(2, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
                     input_shape=(16, 16, 1), num_classes=3)
-    invertible = KerasInvertibleModel(model, 0.0, 1.0)
+    invertible = KerasInvertibleModel(model)
     x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 1)).astype(np.float32)
     assert invertible.representation_names("block") == [
         "stage_0", "stage1_block1", "stage1_block2", "stage2_block1"]
@@ -98,11 +102,7 @@ def test_block_level_representations():
 
 
 def test_bad_inputs(tiny_model, tmp_path):
-    with pytest.raises(ValueError, match="`mean` must have 1 or 1"):
-        KerasInvertibleModel(tiny_model, (1.0, 2.0, 3.0), STD)
-    with pytest.raises(ValueError, match="`std` must be non-zero"):
-        KerasInvertibleModel(tiny_model, MEAN, 0.0)
-    invertible = KerasInvertibleModel(tiny_model, MEAN, STD)
+    invertible = KerasInvertibleModel(tiny_model)
     with pytest.raises(ValueError, match=r"expected pixels of shape \(N, 32, 32, 1\)"):
         invertible.encode(np.zeros((2, 32, 32, 3), np.float32))
     with pytest.raises(ValueError, match="does not exist"):
@@ -114,7 +114,8 @@ def test_bad_inputs(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="is a file"):
         resolve_model_path(str(tmp_path / "plain.txt"))
     no_checkpoint = tmp_path / "no_checkpoint"
-    RunConfig(config_name="irevnet_tiny").save(run_config_path(str(no_checkpoint)))
+    RunConfig(config_name="irevnet_tiny", mean=MEAN, std=STD).save(
+        run_config_path(str(no_checkpoint)))
     with pytest.raises(ValueError, match="no checkpoint"):
         resolve_model_path(str(no_checkpoint))
 

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from irevnet_tf import build_irevnet
 from irevnet_tf.analysis import analysis_data, run_analyses, separation
 from irevnet_tf.model_files import RunConfig
-from tests.analysis.model_fixtures import MEAN, STD, normalised
+from tests.analysis.model_fixtures import MEAN, STD
 
 # A hand-made 2-D case. Training: class 0 at (0, 0), (0, 2), (0, 4); class 1 at (4, 2).
 TRAIN_X = np.array([[0, 0], [0, 2], [0, 4], [4, 2]], np.float64)
@@ -114,12 +114,12 @@ def test_separation_on_trained_model_end_to_end(tmp_path):
     scikit-learn's classifiers and PCA and a plain pairwise contraction."""
     shape = (16, 16, 1)
     keras.utils.set_random_seed(0)
-    model = build_irevnet("irevnet_tiny", input_shape=shape)
+    model = build_irevnet("irevnet_tiny", input_shape=shape, pixel_mean=MEAN, pixel_std=STD)
     examples = analysis_data.load_examples("digits", shape, num_examples=300)
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    history = model.fit(normalised(examples.train_pixels), examples.train_labels,
+    history = model.fit(examples.train_pixels, examples.train_labels,  # Pixels.
                         batch_size=50, epochs=3, verbose=0)
     assert history.history["accuracy"][-1] > 0.5  # It did learn something.
     # A .keras file: it keeps every weight (see the report on TF checkpoints of IRevNet).

@@ -22,9 +22,20 @@ TINY = make_fixtures.TINY
 # |want|_max. The reference is float64; float32 arithmetic (and a Phi quantised on a
 # 2^-16 grid or finer) stays orders of magnitude below this.
 RELATIVE_TOLERANCE = 1e-4
+# The release's normalisation of pixels in [0, 255] (ImageNet's), as stated independently of
+# irevnet_tf (its data/info.py holds the same numbers).
+IMAGENET_MEAN_STD = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
 
 ReleaseFixture = collections.namedtuple(
     "ReleaseFixture", "path state arch metadata reference dropout_rate")
+
+
+def release_pixels(images, mean=IMAGENET_MEAN_STD[0], std=IMAGENET_MEAN_STD[1]):
+    """Pixels in [0, 255] units whose normalisation by the release's (ImageNet's) mean/std
+    is `images`, the normalised inputs the release's torch model saw: a converted model
+    carries that normalisation and takes pixels."""
+    return (np.asarray(images, np.float64) * np.asarray(std) + np.asarray(mean)).astype(
+        np.float32)
 
 
 def path(name):

@@ -23,7 +23,7 @@ def _run(*flags):
 def _check_outputs(output, fixture):
     # Against the release's logits, computed by its torch model when the fixture was written.
     model, run_config = model_dir.restore_model(str(output))
-    images = fixture.reference["images"]
+    images = fixtures.release_pixels(fixture.reference["images"])  # The model takes pixels.
     fixtures.assert_relative_close(model(images).numpy(), fixture.reference["logits_float64"],
                                    what="logits")
     return run_config

@@ -64,14 +64,16 @@ def test_converted_model_computes_what_the_release_computes(tmp_path, name):
     model, run_config = model_dir.restore_model(str(output))
 
     # The release's outputs, computed by its torch model (float64) when the file was written.
-    images = fixture.reference["images"]
+    # The converted model takes pixels and carries the release's (ImageNet's) normalisation.
+    assert (model.pixel_mean, model.pixel_std) == fixtures.IMAGENET_MEAN_STD
+    pixels = fixtures.release_pixels(fixture.reference["images"])
     want_phi, want_logits = fixture.reference["phi_float64"], fixture.reference["logits_float64"]
-    phi = model.encode(images).numpy()  # int32 grid points of the exact stream
+    phi = model.encode(pixels).numpy()  # int32 grid points of the exact stream
     fixtures.assert_relative_close(model.dequantize(phi).numpy(), want_phi, what="Phi")
-    fixtures.assert_relative_close(model(images).numpy(), want_logits, what="logits")
+    fixtures.assert_relative_close(model(pixels).numpy(), want_logits, what="logits")
     fixtures.assert_relative_close(model.classify(phi).numpy(), want_logits,
                                    what="classify(Phi)")
-    fixtures.assert_relative_close(model.decode(phi).numpy(), images, what="decode(Phi)")
+    fixtures.assert_relative_close(model.decode(phi).numpy(), pixels, what="decode(Phi)")
 
     state = fixture.state
     ignored = sum(name.endswith("num_batches_tracked") for name in state)
@@ -139,14 +141,17 @@ def _assert_variables_equal_sources(model, state):
 def test_restore_model_gives_the_same_outputs_and_sidecar(tmp_path):
     fixture = fixtures.release("imagenet_like")
     arch = fixture.arch
-    model = release.build_release_model("irevnet301", **arch.model_overrides())
+    mean, std = fixtures.IMAGENET_MEAN_STD
+    model = release.build_release_model("irevnet301", **arch.model_overrides(),
+                                        pixel_mean=mean, pixel_std=std)
     release.load_release_weights(model, fixture.state)  # numpy values, `module.`-free names
     output = tmp_path / "irevnet.keras"
     summary = release.convert_release(fixture.path, output, overrides=arch.model_overrides())
     restored, run_config = model_dir.restore_model(str(output))
-    images = np.random.default_rng(5).normal(
-        size=(2, arch.image_size, arch.image_size, 3)).astype("float32")
+    images = np.random.default_rng(5).uniform(
+        0, 255, size=(2, arch.image_size, arch.image_size, 3)).astype("float32")
     np.testing.assert_array_equal(restored(images).numpy(), model(images).numpy())
+    assert (restored.pixel_mean, restored.pixel_std) == (mean, std)
 
     assert summary.run_config_path == str(output) + ".run_config.json"
     with open(summary.run_config_path) as handle:
@@ -155,9 +160,10 @@ def test_restore_model_gives_the_same_outputs_and_sidecar(tmp_path):
     assert recorded["mean"] == [123.675, 116.28, 103.53]
     assert recorded["std"] == [58.395, 57.12, 57.375]
     assert recorded["overrides"]["bn_epsilon"] == 1e-5
-    # Rebuilt from the RunConfig alone, the model has the same structure.
+    # Rebuilt from the RunConfig alone, the model has the same structure and normalisation.
     rebuilt = run_config.build_model()
     assert [v.shape for v in rebuilt.weights] == [v.shape for v in restored.weights]
+    assert (rebuilt.pixel_mean, rebuilt.pixel_std) == (mean, std)
     assert oct(os.stat(output).st_mode & 0o777) == oct(0o666 & ~_umask())
 
 

@@ -1,5 +1,5 @@
-"""Preprocessing against numpy: normalisation, crop geometry, flips, padding crops, digits;
-and the same result eagerly and inside Dataset.map."""
+"""Preprocessing against numpy: pixels out (no normalisation: the model does it), crop
+geometry, flips, padding crops, digits; and the same result eagerly and inside Dataset.map."""
 
 import numpy as np
 import pytest
@@ -7,16 +7,10 @@ import tensorflow as tf
 
 from irevnet_tf.data import preprocessing
 
-MEAN = (123.675, 116.28, 103.53)
-STD = (58.395, 57.12, 57.375)
 
-
-def numpy_normalize(pixels, mean=MEAN, std=STD):
-    return (np.asarray(pixels, np.float64) - np.asarray(mean)) / np.asarray(std)
-
-
-def numpy_unnormalize(values, mean=MEAN, std=STD):
-    return np.asarray(values, np.float64) * np.asarray(std) + np.asarray(mean)
+def numpy_pixels(pixels):
+    """What every preprocessing family returns: float pixels in [0, 255], not normalised."""
+    return np.asarray(pixels, np.float64)
 
 
 def numpy_centre_crop(image, fraction=0.875):
@@ -32,10 +26,13 @@ def rng_image(height, width, channels=3, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (height, width, channels), np.uint8)
 
 
-def test_normalize_matches_numpy():
-    image = rng_image(5, 7)
-    np.testing.assert_allclose(preprocessing.normalize(image, MEAN, STD).numpy(),
-                               numpy_normalize(image), rtol=1e-6, atol=1e-6)
+def test_no_family_normalises():
+    assert not hasattr(preprocessing, "normalize")
+    image = rng_image(32, 32)
+    for output in (preprocessing.cifar_eval(tf.constant(image), 32),
+                   preprocessing.imagenet_eval(tf.constant(image), 28)):
+        assert output.dtype == tf.float32
+        assert 0.0 <= float(tf.reduce_min(output)) and float(tf.reduce_max(output)) <= 255.0
 
 
 @pytest.mark.parametrize("height,width", [(40, 64), (41, 30), (17, 47)])
@@ -44,10 +41,10 @@ def test_imagenet_eval_centre_crop_of_png_matches_numpy(height, width):
     # exactly the normalised centre crop.
     image = rng_image(height, width, seed=height)
     side = int(np.floor(0.875 * min(height, width)))
-    output = preprocessing.imagenet_eval(tf.io.encode_png(image), side, MEAN, STD).numpy()
-    np.testing.assert_allclose(output, numpy_normalize(numpy_centre_crop(image)), atol=1e-4)
+    output = preprocessing.imagenet_eval(tf.io.encode_png(image), side).numpy()
+    np.testing.assert_allclose(output, numpy_pixels(numpy_centre_crop(image)), atol=1e-4)
     # The same from the decoded image.
-    decoded = preprocessing.imagenet_eval(tf.constant(image), side, MEAN, STD).numpy()
+    decoded = preprocessing.imagenet_eval(tf.constant(image), side).numpy()
     np.testing.assert_allclose(decoded, output, atol=1e-6)
 
 
@@ -55,8 +52,8 @@ def test_jpeg_decode_and_crop_equals_full_decode_then_crop():
     encoded = tf.io.encode_jpeg(rng_image(75, 100, seed=3), quality=90)
     full = tf.io.decode_jpeg(encoded, channels=3).numpy()
     side = int(np.floor(0.875 * 75))
-    output = preprocessing.imagenet_eval(encoded, side, MEAN, STD).numpy()
-    np.testing.assert_allclose(output, numpy_normalize(numpy_centre_crop(full)), atol=1e-4)
+    output = preprocessing.imagenet_eval(encoded, side).numpy()
+    np.testing.assert_allclose(output, numpy_pixels(numpy_centre_crop(full)), atol=1e-4)
 
 
 @pytest.mark.parametrize("fraction", [0.5, 1.0])
@@ -115,13 +112,12 @@ def test_imagenet_train_is_a_flipped_or_unflipped_resized_crop():
     image_size = 24
     for index in range(6):
         seed = tf.constant([3, index], tf.int64)
-        output = preprocessing.imagenet_train(tf.io.encode_png(image), seed, image_size,
-                                              MEAN, STD).numpy()
+        output = preprocessing.imagenet_train(tf.io.encode_png(image), seed, image_size).numpy()
         crop_seed, _ = tf.unstack(preprocessing.split_seed(seed, 2))
         y, x, h, w = preprocessing.random_resized_crop_window(image.shape, crop_seed).numpy()
         resized = tf.image.resize(image[y:y + h, x:x + w].astype(np.float32),
                                   [image_size, image_size]).numpy()
-        expected = numpy_normalize(resized)
+        expected = numpy_pixels(resized)
         assert output.shape == (image_size, image_size, 3)
         assert (np.allclose(output, expected, atol=1e-4)
                 or np.allclose(output, expected[:, ::-1], atol=1e-4))
@@ -132,8 +128,8 @@ def test_cifar_train_is_a_window_of_the_zero_padded_image():
     padded = np.pad(image, [(4, 4), (4, 4), (0, 0)]).astype(np.float64)
     seen_flip = seen_plain = False
     for index in range(12):
-        output = numpy_unnormalize(preprocessing.cifar_train(
-            tf.constant(image), tf.constant([0, index]), 32, MEAN, STD).numpy())
+        output = numpy_pixels(preprocessing.cifar_train(
+            tf.constant(image), tf.constant([0, index]), 32).numpy())
         matches = [(dy, dx, flipped) for dy in range(9) for dx in range(9)
                    for flipped in (False, True)
                    if np.allclose(output, (padded[dy:dy + 32, dx:dx + 32][:, ::-1] if flipped
@@ -144,42 +140,40 @@ def test_cifar_train_is_a_window_of_the_zero_padded_image():
     assert seen_flip and seen_plain
 
 
-def test_cifar_eval_is_only_normalised():
+def test_cifar_eval_is_the_pixels():
     image = rng_image(32, 32)
     np.testing.assert_allclose(
-        preprocessing.cifar_eval(tf.constant(image), 32, MEAN, STD).numpy(),
-        numpy_normalize(image), atol=1e-4)
+        preprocessing.cifar_eval(tf.constant(image), 32).numpy(),
+        numpy_pixels(image), atol=1e-4)
 
 
 def test_digits_scaling_and_shift_without_flip():
     rng = np.random.default_rng(0)
     digit = rng.integers(0, 17, (8, 8), np.uint8)
-    mean, std = (70.0,), (90.0,)
     pixels = digit.astype(np.float64)[..., None] * 255.0 / 16.0
     # At 8x8 the bilinear resize is the identity.
-    np.testing.assert_allclose(preprocessing.digits_eval(digit, 8, mean, std).numpy(),
-                               (pixels - 70.0) / 90.0, atol=1e-5)
+    np.testing.assert_allclose(preprocessing.digits_eval(digit, 8).numpy(),
+                               pixels, atol=1e-5)
     padded = np.pad(pixels, [(1, 1), (1, 1), (0, 0)])  # digits_shift(8) == 1
     for index in range(10):
-        output = preprocessing.digits_train(digit, tf.constant([2, index]), 8, mean, std).numpy()
-        output = output * 90.0 + 70.0
+        output = preprocessing.digits_train(digit, tf.constant([2, index]), 8).numpy()
         windows = [padded[dy:dy + 8, dx:dx + 8] for dy in range(3) for dx in range(3)]
         assert any(np.allclose(output, window, atol=1e-3) for window in windows)
-    upsampled = preprocessing.digits_eval(digit, 32, mean, std).numpy() * 90.0 + 70.0
+    upsampled = preprocessing.digits_eval(digit, 32).numpy()
     assert upsampled.shape == (32, 32, 1)
     assert upsampled.min() >= -1e-3 and upsampled.max() <= 255.0 + 1e-3
 
 
 def test_grey_jpeg_gives_three_equal_channels_and_tiny_images_work():
     grey = tf.io.encode_jpeg(rng_image(30, 41, channels=1))
-    output = numpy_unnormalize(preprocessing.imagenet_eval(grey, 16, MEAN, STD).numpy())
+    output = numpy_pixels(preprocessing.imagenet_eval(grey, 16).numpy())
     np.testing.assert_allclose(output[..., 0], output[..., 1], atol=1e-3)
     np.testing.assert_allclose(output[..., 0], output[..., 2], atol=1e-3)
     tiny = tf.io.encode_jpeg(rng_image(9, 13))
     for index in range(5):
-        train = preprocessing.imagenet_train(tiny, tf.constant([0, index]), 32, MEAN, STD)
+        train = preprocessing.imagenet_train(tiny, tf.constant([0, index]), 32)
         assert train.shape == (32, 32, 3) and np.isfinite(train.numpy()).all()
-    assert preprocessing.imagenet_eval(tiny, 32, MEAN, STD).shape == (32, 32, 3)
+    assert preprocessing.imagenet_eval(tiny, 32).shape == (32, 32, 3)
 
 
 @pytest.mark.parametrize("kind", ["imagenet_jpeg", "imagenet_decoded", "cifar", "digits"])
@@ -187,16 +181,16 @@ def test_eager_equals_dataset_map(kind):
     seed = tf.constant([11, 5], tf.int64)
     if kind == "imagenet_jpeg":
         image = tf.io.encode_jpeg(rng_image(50, 70))
-        function = lambda im, s: preprocessing.imagenet_train(im, s, 32, MEAN, STD)  # noqa: E731
+        function = lambda im, s: preprocessing.imagenet_train(im, s, 32)  # noqa: E731
     elif kind == "imagenet_decoded":
         image = tf.constant(rng_image(50, 70))
-        function = lambda im, s: preprocessing.imagenet_train(im, s, 32, MEAN, STD)  # noqa: E731
+        function = lambda im, s: preprocessing.imagenet_train(im, s, 32)  # noqa: E731
     elif kind == "cifar":
         image = tf.constant(rng_image(32, 32))
-        function = lambda im, s: preprocessing.cifar_train(im, s, 32, MEAN, STD)  # noqa: E731
+        function = lambda im, s: preprocessing.cifar_train(im, s, 32)  # noqa: E731
     else:
         image = tf.constant(np.random.default_rng(0).integers(0, 17, (8, 8), np.uint8))
-        function = lambda im, s: preprocessing.digits_train(im, s, 32, (70.0,), (90.0,))  # noqa
+        function = lambda im, s: preprocessing.digits_train(im, s, 32)  # noqa: E731
     eager = function(image, seed).numpy()
     mapped = next(iter(tf.data.Dataset.from_tensors((image, seed)).map(function))).numpy()
     np.testing.assert_array_equal(eager, mapped)

@@ -14,7 +14,7 @@ from tests.serving.helpers import MEAN, STD
 @pytest.fixture(scope="session")
 def trained():
     """`(model, run_config)`: irevnet_tiny (32x32x3 -> 4x4x192, 10 classes)."""
-    model = build_irevnet("irevnet_tiny")
+    model = build_irevnet("irevnet_tiny", pixel_mean=MEAN, pixel_std=STD)
     randomize_batch_norms(model, seed=0)
     # A non-zero classifier bias too, so that logits do not sum to what the kernel gives.
     bias = model.classifier.bias

@@ -16,6 +16,19 @@ def pixels(batch, size=32, channels=3, seed=1):
     return rng.uniform(0.0, 255.0, (batch, size, size, channels)).astype(np.float32)
 
 
+_TWINS = {}
+
+
+def identity_twin(model):
+    """`model`'s weights in a model without normalisation (mean 0, std 1): fed
+    `normalise_numpy(pixels)`, it computes independently what `model` does on pixels."""
+    twin = _TWINS.get(id(model))
+    if twin is None or twin[0] is not model:
+        copy = model._rebuilt(pixel_mean=[0.0], pixel_std=[1.0])
+        twin = _TWINS[id(model)] = (model, copy)
+    return twin[1]
+
+
 def normalise_numpy(images):
     """The model input (pixels - mean) / std, computed independently of the export."""
     return ((images.astype(np.float64) - np.array(MEAN)) / np.array(STD)).astype(np.float32)

@@ -18,6 +18,7 @@ from irevnet_tf.serving import export as export_lib
 from irevnet_tf.serving import warmup as warmup_lib
 from irevnet_tf import model_files as model_dir_lib
 from tests.helpers import write_model_dir
+from tests.serving.helpers import identity_twin
 from tests.serving.helpers import (MEAN, STD, normalise_numpy, pixels, repo_root,
                                    softmax_numpy, subprocess_env)
 
@@ -170,7 +171,7 @@ def test_model_dir_export_reproduces_the_checkpoint(model_dir, trained, tmp_path
     root = str(tmp_path / "exports")
     version_dir = export_lib.export_model_path(model_dir, root)
     images = pixels(3, seed=7)
-    expected = model(normalise_numpy(images), training=False).numpy()
+    expected = identity_twin(model)(normalise_numpy(images), training=False).numpy()
     np.testing.assert_allclose(exported_logits(version_dir, images), expected, rtol=1e-5,
                                atol=1e-5)
 
@@ -182,7 +183,7 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path, other):
     foreign = build_irevnet("irevnet_tiny", **other)
     model_dir = str(tmp_path / "model_dir")
     write_model_dir(model_dir, foreign, model_dir_lib.RunConfig(
-        config_name="irevnet_tiny", image_size=32, num_classes=10))
+        config_name="irevnet_tiny", image_size=32, num_classes=10, mean=MEAN, std=STD))
     root = str(tmp_path / "exports")
     with pytest.raises(ValueError, match="does not (fit|hold every variable)"):
         export_lib.export_model_path(model_dir, root)
@@ -196,9 +197,9 @@ def test_keras_file_export(trained, tmp_path):
     run_config.save(path + ".run_config.json")
     version_dir = export_lib.export_model_path(path, str(tmp_path / "exports"))
     images = pixels(2, seed=8)
-    np.testing.assert_allclose(exported_logits(version_dir, images),
-                               model(normalise_numpy(images), training=False).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    expected = identity_twin(model)(normalise_numpy(images), training=False).numpy()
+    np.testing.assert_allclose(exported_logits(version_dir, images), expected, rtol=1e-5,
+                               atol=1e-5)
 
 
 FRESH_PROCESS_SCRIPT = textwrap.dedent("""
@@ -235,7 +236,7 @@ def test_fresh_process_with_tensorflow_only(exported, trained, tmp_path):
     assert "modules: []" in result.stdout
     out = np.load(tmp_path / "out.npz")
     assert np.max(np.abs(out["decoded"] - images)) < 1e-5 * 255.0
-    expected_logits = model(normalise_numpy(images), training=False).numpy()
+    expected_logits = identity_twin(model)(normalise_numpy(images), training=False).numpy()
     np.testing.assert_allclose(out["logits"], expected_logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["probabilities"], softmax_numpy(out["logits"]), atol=1e-6)
     np.testing.assert_array_equal(out["classes"][:, 0], np.argmax(expected_logits, axis=-1))
@@ -302,7 +303,8 @@ def test_saved_model_cli_run(exported, trained, tmp_path):
     features = np.load(tmp_path / "out" / "features.npy")
     assert features.dtype == np.int32
     # Python's Phi up to F's rounding in the export's graph (a grid point here and there).
-    assert np.abs(features - model.encode(normalise_numpy(images)).numpy()).max() <= 4
+    expected = identity_twin(model).encode(normalise_numpy(images)).numpy()
+    assert np.abs(features - expected).max() <= 4
 
 
 @pytest.mark.slow
@@ -323,5 +325,5 @@ def test_command_line_end_to_end(trained, tmp_path):
     assert listing(root) == ["3"]
     images = pixels(2, seed=11)
     np.testing.assert_allclose(exported_logits(os.path.join(root, "3"), images),
-                               model(normalise_numpy(images), training=False).numpy(),
+                               identity_twin(model)(normalise_numpy(images)).numpy(),
                                rtol=1e-5, atol=1e-5)

@@ -27,13 +27,18 @@ class FakeInfo:
 
 
 def example(index, split, info, image_size):
-    """The example `index` of `split` as numpy arrays (image float32 HWC, label int32)."""
+    """The example `index` of `split` as numpy arrays (image float32 HWC pixels, label int32).
+
+    The image is pixels, as the real pipelines yield them: `info.mean + info.std * z` for
+    the class pattern plus noise z, so that the model's normalisation gives z back.
+    """
     patterns = np.random.default_rng(1234).normal(
         size=(info.num_classes, image_size, image_size, info.channels))
     offset = 0 if split == info.train_split else 10**6
     rng = np.random.default_rng(offset + index)
     label = int(index % info.num_classes)
     image = patterns[label] + 0.5 * rng.normal(size=patterns[label].shape)
+    image = image * np.asarray(info.std) + np.asarray(info.mean)
     return image.astype(np.float32), np.int32(label)
 
 
