@@ -125,13 +125,47 @@ def config_batch_pairs(configs, batch_sizes):
     return [(name, int(batch)) for name, batch in zip(configs, batch_sizes)]
 
 
+def machine_description():
+    """The CPU and the instruction sets that decide 16-bit speed, for every recorded result.
+
+    bfloat16 is fast only where the hardware multiplies it (AMX-BF16, AVX512-BF16 on CPUs;
+    TPUs; recent GPUs) and TensorFlow's oneDNN kernels are on (TensorFlow turns them on by
+    default only on CPUs with such features): elsewhere bfloat16 convolutions are emulated
+    and slower than float32, so a bfloat16 speed figure means nothing without this line.
+    """
+    import platform
+
+    model, features = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    features = set(value.split())
+    except OSError:
+        pass
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # Private; no public query.
+
+        onednn = bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        onednn = None
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu": model, "cpu_count": os.cpu_count(),
+            "features": [name for name in wanted if name in features], "onednn": onednn}
+
+
 def print_measurements(measure, configs, batch_sizes, threads):
     """`measure(config, batch_size)` for each --configs/--batch_sizes pair, one JSON line each,
-    with `threads` intra-op threads: the main loop of the per-configuration benchmarks."""
+    with `threads` intra-op threads: the main loop of the per-configuration benchmarks.
+    Each line records the machine (`machine_description`)."""
     pairs = config_batch_pairs(configs, batch_sizes)
     configure_threads(threads)
+    machine = machine_description()
     for name, batch in pairs:
-        print(json.dumps(measure(name, batch)), flush=True)
+        print(json.dumps({**measure(name, batch), "machine": machine}), flush=True)
 
 
 def check_gradient_modes(modes):

@@ -93,7 +93,8 @@ def main(argv):
     strategy = strategies.create_strategy(FLAGS.strategy)
     for name, batch in pairs:
         for mode in FLAGS.modes:
-            print(json.dumps(measure(strategy, name, batch, mode == "reversible")),
+            print(json.dumps({**measure(strategy, name, batch, mode == "reversible"),
+                              "machine": common.machine_description()}),
                   flush=True)
 
 

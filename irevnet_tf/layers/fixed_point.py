@@ -120,13 +120,20 @@ class FixedPoint:
         """Rounds and range-checks scaled floats, then casts without ever wrapping."""
         rounded = tf.round(scaled)
         check = self._check(rounded, owner, what, scaled.dtype)
+        if check:
+            # The check has passed before the cast runs (a failed one discards the
+            # result), so every value is finite and inside the range: a plain cast is
+            # exact. Skipping the saturation saves 4 element-wise passes per coupling,
+            # about a tenth of a float32 encode on a CPU.
+            with tf.control_dependencies(check):
+                return tf.cast(rounded, tf.int32)
         bound = tf.constant(STREAM_LIMIT - 1, scaled.dtype)
-        # Saturating cast: NaN -> 0 and clipping first, because float -> int casts of
-        # NaN or out-of-range values differ between CPUs, GPUs and TPUs.
+        # Unchecked (XLA, training): a saturating cast, NaN -> 0 and clipping first,
+        # because float -> int casts of NaN or out-of-range values differ between CPUs,
+        # GPUs and TPUs.
         safe = tf.clip_by_value(tf.where(tf.math.is_nan(rounded), tf.zeros_like(rounded),
                                          rounded), -bound, bound)
-        with tf.control_dependencies(check):
-            return tf.cast(safe, tf.int32)
+        return tf.cast(safe, tf.int32)
 
     def _check(self, values, owner, what, dtype=None):
         """Asserts |values| < 2**30 and no NaN/Inf; [] where checks cannot run (XLA).

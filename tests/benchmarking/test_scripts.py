@@ -85,3 +85,31 @@ def test_round_trip_error_script():
     assert 0.0 < result["input_relative_error"] < 1e-6
     assert result["range_headroom"] > 100
     assert 0.0 < result["smallest_moving_variance"] <= 1.0
+
+
+@pytest.mark.slow
+def test_compare_checkouts_alternates_and_reports_ratios():
+    """This checkout against itself, one round: each side measured once, ratio near 1."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare_checkouts", f"--baseline={ROOT}",
+         "--rounds=1", "--configs=irevnet_tiny", "--batch_sizes=4", "--repeats=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = [json.loads(line) for line in completed.stdout.splitlines()
+               if line.startswith("{")]
+    assert [r["path"] for r in results] == ["encode", "decode", "call_tf_function"]
+    for result in results:
+        assert len(result["ratios"]) == 1
+        ratio = result["candidate_images_per_s"] / result["baseline_images_per_s"]
+        assert 0.2 < ratio < 5, result   # Same code: only load moves it.
+        assert "cpu" in result["machine"]
+
+
+def test_compare_checkouts_names_a_bad_checkout(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare_checkouts", f"--baseline={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode != 0
+    assert f"--baseline='{tmp_path}' is not an irevnet_tf checkout" in completed.stderr
