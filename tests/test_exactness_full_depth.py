@@ -115,7 +115,12 @@ MEAN, STD = 128.0, 64.0
 
 
 def _export(model, directory):
-    module = signatures.ServingModule(model, mean=(MEAN,), std=(STD,))
+    """Exports `model` (calibrated on normalised images) as a model of pixels: the same
+    weights behind the pixel normalisation (MEAN, STD)."""
+    served = type(model).from_config(
+        {**model.get_config(), "pixel_mean": [MEAN], "pixel_std": [STD]})
+    served.set_weights(model.get_weights())
+    module = signatures.ServingModule(served)
     tf.saved_model.save(module, directory, signatures=module.signatures())
 
 

@@ -1,4 +1,5 @@
-"""The quickstart end to end on a short run: trains, exports, checks the inverse, analyses."""
+"""The quickstart end to end, exactly as README.md gives it: trains its recipe, reaches the
+promised accuracy, exports, checks the inverse, analyses."""
 
 import json
 import os
@@ -12,20 +13,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
-def test_quickstart_command_writes_everything_it_promises(tmp_path):
+@pytest.mark.timeout(1800)
+def test_quickstart_command_keeps_its_promises(tmp_path):
+    """README's first command at its defaults (the digits recipe, 8 epochs): >= 96 % on all
+    359 held-out digits (96.9 % measured), an export whose round trip is exact up to the
+    input's quantisation, and the analyses."""
     output = tmp_path / "quickstart"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     completed = subprocess.run(
-        [sys.executable, "-m", "irevnet_tf.quickstart", f"--output_dir={output}",
-         "--train_epochs=1"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
-        timeout=900)
+        [sys.executable, "-m", "irevnet_tf.quickstart", f"--output_dir={output}"],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=1500)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Held-out accuracy" in completed.stdout
     summary = json.loads((output / "quickstart_summary.json").read_text())
     assert summary["held_out_examples"] == 359
     assert summary["exported_round_trip_max_error"] <= 1e-5
-    assert 0.0 <= summary["held_out_top1"] <= 1.0
+    assert summary["held_out_top1"] >= 0.96
     assert os.path.exists(os.path.join(summary["export"], "saved_model.pb"))
     for name in ("reconstructions.png", "interpolations.png", "separation.csv"):
         assert (output / "analysis" / name).exists(), name

@@ -127,13 +127,27 @@ def test_file_size_limit_during_an_export(straight, tmp_path):
 
 
 def test_sigkill_during_an_export(straight, tmp_path):
+    """Killed at the worst moment: the whole SavedModel staged, not yet published. (Waiting
+    for the staging directory to appear raced with fast exports, which could stage and
+    publish between two polls.) The exporter runs with `files.publish_directory` replaced by
+    a function that reports it has been reached and then waits to be killed."""
     export_dir = tmp_path / "exports"
-    process = subprocess.Popen(
-        [sys.executable, EXPORT_SCRIPT, f"--model_dir={straight[0]}",
-         f"--export_dir={export_dir}", "--nowarmup"], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env=environment(), cwd=ROOT)
-    wait_for(lambda: glob.glob(str(export_dir / ".tmp-export-*" / "*")), process, timeout=300,
-             what="the export's staging directory")
+    reached = tmp_path / "publish_reached"
+    args = [EXPORT_SCRIPT, f"--model_dir={straight[0]}", f"--export_dir={export_dir}",
+            "--nowarmup"]
+    code = ("import pathlib, runpy, sys, time\n"
+            "from irevnet_tf import files\n"
+            "def publish_never(*args, **kwargs):\n"
+            f"    pathlib.Path({str(reached)!r}).write_text('staged')\n"
+            "    time.sleep(3600)\n"
+            "files.publish_directory = publish_never\n"
+            f"sys.argv = {args!r}\n"
+            f"runpy.run_path({EXPORT_SCRIPT!r}, run_name='__main__')\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=environment(), cwd=ROOT)
+    wait_for(reached.exists, process, timeout=300, what="the export's publishing step")
+    staged = glob.glob(str(export_dir / ".tmp-export-*" / "saved_model.pb"))
+    assert staged, "the SavedModel was not staged before publishing"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert not glob.glob(str(export_dir / "[0-9]*"))  # TF Serving sees no half version.
