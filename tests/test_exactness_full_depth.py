@@ -18,7 +18,6 @@ import tensorflow as tf
 
 from irevnet_tf import build_irevnet
 from irevnet_tf.benchmarking import gradient_error
-from irevnet_tf.serving import signatures
 from tests import reference
 
 pytestmark = pytest.mark.slow
@@ -114,14 +113,34 @@ def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed)
 MEAN, STD = 128.0, 64.0
 
 
+class _EncodeDecode(tf.Module):
+    """The model's encode and decode as SavedModel signatures, and nothing else: the
+    serving module's other signatures (classification, image bytes, stages) are tested on
+    small models in tests/serving; tracing them for irevnet301 would take minutes here."""
+
+    def __init__(self, model):
+        super().__init__()
+        # As in ServingModule: the plain tf.Variables the functions read, not the Keras
+        # model (whose Variable wrappers TF1's loader would restore instead).
+        self.model_variables = [variable.value for variable in model.variables]
+        height, width, channels = model.image_shape
+        self.encode = tf.function(
+            lambda images: {"features": model.encode(images)},
+            input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)])
+        self.decode = tf.function(
+            lambda features: {"images": model.decode(features)},
+            input_signature=[tf.TensorSpec([None, *model.phi_shape], tf.int32)])
+
+
 def _export(model, directory):
     """Exports `model` (calibrated on normalised images) as a model of pixels: the same
     weights behind the pixel normalisation (MEAN, STD)."""
     served = type(model).from_config(
         {**model.get_config(), "pixel_mean": [MEAN], "pixel_std": [STD]})
     served.set_weights(model.get_weights())
-    module = signatures.ServingModule(served)
-    tf.saved_model.save(module, directory, signatures=module.signatures())
+    module = _EncodeDecode(served)
+    tf.saved_model.save(module, directory,
+                        signatures={"encode": module.encode, "decode": module.decode})
 
 
 def _run_signature(session, meta_graph, name, inputs):
@@ -144,9 +163,8 @@ def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibrat
     # values are multiples of 2**-14: on the stream's grid, exactly.
     rng = np.random.default_rng(1)
     size = model.image_shape[0]
-    pixels = rng.integers(0, 256 * 256, (batch, size, size, 3)) / np.float32(256)
-    pixels[0] = np.minimum(np.round(pixels[0]), 255)
-    pixels = pixels.astype(np.float32)
+    pixels = (rng.integers(0, 256 * 256, (batch, size, size, 3)) / 256).astype(np.float32)
+    pixels[0] = np.round(pixels[0])
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], directory)
         features = _run_signature(session, meta_graph, "encode", {"images": pixels})["features"]
@@ -157,7 +175,6 @@ def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibrat
     # export encodes, the same export decodes exactly.)
     differing = int(np.sum(outputs["images"] != pixels))
     assert differing == 0, f"{differing} pixel values differ after the exported round trip"
-    np.testing.assert_array_equal(outputs["pixels"][0], pixels[0].astype(np.uint8))
 
 
 @pytest.mark.timeout(2400)
