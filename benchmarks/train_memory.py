@@ -6,6 +6,11 @@ blocks multiplier and gradient kind it builds the model and the trainer's Moment
 `--repeats` steps and then records the peak RSS of `--memory_repeats` more. It reports
 (irevnet_tf/benchmarking/train_step.py has the details):
 
+- with --path=fit the step is Keras' own `train_step`: `model.compile(optimizer=MomentumSGD(
+  ...), loss=...)` and `model.train_on_batch` (the per-step function `model.fit` runs); its
+  optimizer slots are built and its step function traced before the baseline too.
+  "(model)" figures start from the RSS with the model alone, as a measurement from before
+  the first `train_on_batch` does: they add the momentum slots and the traced graph.
 - act. RSS: peak RSS over those steps - RSS with model, optimizer and traced step - one
   float32 copy of the parameters (the gradients); "(built)": the same from the RSS
   before tracing, which adds the traced graph's Python objects (about 0.3 GiB for
@@ -33,11 +38,15 @@ Examples:
     # A quick check that it works:
     python benchmarks/train_memory.py --config=irevnet301 --image_size=64 \
         --blocks_multiplier=1 --repeats=2
+    # Keras' own train_step (compile + train_on_batch, as model.fit runs it) against the
+    # trainer's loop, from the same milestones (docs/memory_saving.md):
+    python benchmarks/train_memory.py --config=irevnet_cifar --batch_size=8 --path=loop,fit
     # Attribution: gradients without the optimizer update; XLA:
     python benchmarks/train_memory.py --step=gradients
     python benchmarks/train_memory.py --jit_compile
 """
 
+import itertools
 import json
 import os
 import shutil
@@ -59,6 +68,10 @@ flags.DEFINE_list("blocks_multiplier", ["1", "2"],
                   "Blocks-per-stage multipliers to measure (2: every stage twice as deep).")
 flags.DEFINE_enum("reversible", "both", ["both", "on", "off"],
                   "Gradient kinds to measure: reversible (on), plain autodiff (off) or both.")
+flags.DEFINE_list("path", ["loop"],
+                  "Training paths to measure: loop (the trainer's own tf.function step) and/or "
+                  "fit (model.compile(optimizer=MomentumSGD(...), loss=...) and "
+                  "model.train_on_batch, i.e. Keras' own train_step, as model.fit runs it).")
 flags.DEFINE_enum("step", "train", ["train", "gradients", "forward"],
                   "What a step does: the full update, gradients only, or forward and loss.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (the first one traces).")
@@ -87,20 +100,21 @@ def _run_single():
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
     from irevnet_tf.benchmarking import train_step
 
-    if len(FLAGS.blocks_multiplier) != 1 or FLAGS.reversible == "both":
-        raise app.UsageError("--single needs one --blocks_multiplier and --reversible=on/off.")
+    if len(FLAGS.blocks_multiplier) != 1 or FLAGS.reversible == "both" or len(FLAGS.path) != 1:
+        raise app.UsageError("--single needs one --blocks_multiplier, one --path and "
+                             "--reversible=on/off.")
     result = train_step.measure_training_step(
         config_name=FLAGS.config, image_size=FLAGS.image_size or None,
         batch_size=FLAGS.batch_size, blocks_multiplier=int(FLAGS.blocks_multiplier[0]),
         reversible=FLAGS.reversible == "on", step=FLAGS.step, jit_compile=FLAGS.jit_compile,
         warmup=FLAGS.warmup, repeats=FLAGS.repeats, memory_repeats=FLAGS.memory_repeats,
-        memory_method=FLAGS.memory_method)
+        memory_method=FLAGS.memory_method, path=FLAGS.path[0])
     result.update(intra_op_threads=FLAGS.intra_op_threads,
                   inter_op_threads=FLAGS.inter_op_threads)
     print(_RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def _child(multiplier, reversible, allocator_stats):
+def _child(multiplier, reversible, allocator_stats, path="loop"):
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="2",
                OMP_NUM_THREADS=str(FLAGS.intra_op_threads),
                PYTHONPATH=os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH"))
@@ -113,7 +127,7 @@ def _child(multiplier, reversible, allocator_stats):
         dump_dir = tempfile.mkdtemp(prefix="train_memory_xla_")
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_dump_to={dump_dir}".strip()
     command = [sys.executable, os.path.abspath(__file__), "--single",
-               f"--blocks_multiplier={multiplier}", f"--reversible={reversible}"]
+               f"--blocks_multiplier={multiplier}", f"--reversible={reversible}", f"--path={path}"]
     for name in ("config", "image_size", "batch_size", "step", "warmup", "repeats",
                  "memory_repeats", "jit_compile", "intra_op_threads", "inter_op_threads",
                  "memory_method"):
@@ -141,13 +155,16 @@ def _gib(value):
 
 
 def _report(results):
-    lines = [f"{'blocks':>16} {'gradient':>10} {'act. RSS':>9} {'(built)':>8} {'act. tensors':>12} "
+    lines = [f"{'path':>4} {'blocks':>16} {'gradient':>10} {'act. RSS':>9} {'(built)':>8} "
+             f"{'(model)':>8} {'act. tensors':>12} "
              f"{'step RSS':>8} {'step tensors':>12} {'grads':>6} {'built':>6} {'traced':>6} "
              f"{'1st peak':>8} {'peak':>6} {'step s':>7} {'img/s':>6}   (memory in GiB)"]
     for r in results:
         lines.append(
-            f"{str(tuple(r['blocks'])):>16} {'reversible' if r['reversible'] else 'plain':>10} "
+            f"{r.get('path', 'loop'):>4} {str(tuple(r['blocks'])):>16} "
+            f"{'reversible' if r['reversible'] else 'plain':>10} "
             f"{_gib(r['activation_bytes']):>9} {_gib(r['activation_from_built_bytes']):>8} "
+            f"{_gib(r.get('activation_from_model_bytes')):>8} "
             f"{_gib(r.get('tf_allocator_activation_bytes')):>12} "
             f"{_gib(r['step_increase_bytes']):>8} "
             f"{_gib(r.get('tf_allocator_peak_increase_bytes')):>12} "
@@ -160,8 +177,14 @@ def _report(results):
         "act.: the issue's activation memory (step's peak - baseline - one gradient copy); "
         "negative when the step never holds all gradients at once. step: peak - baseline, "
         "gradients included.")
-    by_case = {(r["blocks_multiplier"], r["reversible"]): r for r in results}
-    measures = (("act. RSS", "activation_bytes"), ("act. tensors", "tf_allocator_activation_bytes"),
+    lines.append(
+        "(built): from the RSS before tracing; (model): from the RSS with the model alone "
+        "(adds the optimizer's momentum slots and the traced graph, as a baseline taken "
+        "before the first train_on_batch does).")
+    by_case = {(r.get("path", "loop"), r["blocks_multiplier"], r["reversible"]): r
+               for r in results}
+    measures = (("act. RSS", "activation_bytes"), ("act. RSS (model)", "activation_from_model_bytes"),
+                ("act. tensors", "tf_allocator_activation_bytes"),
                 ("step RSS", "step_increase_bytes"),
                 ("step tensors", "tf_allocator_peak_increase_bytes"),
                 ("XLA buffers in all", "xla_buffer_bytes"))
@@ -178,19 +201,27 @@ def _report(results):
             f"{name} {ratio(numerator, denominator, key):{'.1%' if percent else '.2f'}}"
             for name, key in measures if ratio(numerator, denominator, key) is not None)
 
-    for multiplier in sorted({r["blocks_multiplier"] for r in results}):
-        rev, plain = by_case.get((multiplier, True)), by_case.get((multiplier, False))
+    for path, multiplier in sorted({(r.get("path", "loop"), r["blocks_multiplier"])
+                                    for r in results}):
+        rev, plain = by_case.get((path, multiplier, True)), by_case.get((path, multiplier, False))
         if rev and plain:
             lines.append(
-                f"x{multiplier} blocks: reversible activations / plain: "
+                f"{path}, x{multiplier} blocks: reversible activations / plain: "
                 f"{ratios(rev, plain, True)} (target <= 20%); step time "
                 f"{rev['median_step_seconds'] / plain['median_step_seconds']:.2f}x plain "
                 f"(target <= 1.3x)")
-    for reversible in (True, False):
-        one, two = by_case.get((1, reversible)), by_case.get((2, reversible))
+    for path, reversible in sorted({(r.get("path", "loop"), r["reversible"]) for r in results}):
+        one, two = by_case.get((path, 1, reversible)), by_case.get((path, 2, reversible))
         if one and two:
+            added = two["parameter_bytes"] - one["parameter_bytes"]
+            growth = ", ".join(
+                f"{name} {(two[key] - one[key]) / added:+.2f}" for name, key in measures
+                if two.get(key) is not None and one.get(key) is not None)
             lines.append(
-                f"{'reversible' if reversible else 'plain'} activations, x2 blocks / x1: "
+                f"{path}, {'reversible' if reversible else 'plain'} growth x1 -> x2 blocks, "
+                f"in copies of the added parameters: {growth}")
+            lines.append(
+                f"{path}, {'reversible' if reversible else 'plain'} activations, x2 blocks / x1: "
                 f"{ratios(two, one, False)} (target: reversible <= 1.10, plain about 2)")
     return "\n".join(lines)
 
@@ -217,13 +248,13 @@ def main(argv):
     multipliers = [int(m) for m in FLAGS.blocks_multiplier]
     kinds = {"both": ["on", "off"], "on": ["on"], "off": ["off"]}[FLAGS.reversible]
     results = []
-    for multiplier in multipliers:
-        for kind in kinds:
-            result = _child(multiplier, kind, allocator_stats=False)
+    for path in FLAGS.path:
+        for multiplier, kind in itertools.product(multipliers, kinds):
+            result = _child(multiplier, kind, allocator_stats=False, path=path)
             # Under XLA the allocator sees one block of temporaries, rounded up by up to
             # 2x; XLA's own buffer total replaces it.
             if FLAGS.tf_allocator_stats and not FLAGS.jit_compile:
-                bfc = _child(multiplier, kind, allocator_stats=True)
+                bfc = _child(multiplier, kind, allocator_stats=True, path=path)
                 for key in ("tf_allocator_peak_increase_bytes",
                             "tf_allocator_activation_bytes"):
                     result[key] = bfc.get(key)

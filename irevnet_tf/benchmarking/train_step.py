@@ -37,6 +37,7 @@ from irevnet_tf.model import IRevNet
 from irevnet_tf.training.optimizer import MomentumSGD
 
 STEPS = ("train", "gradients", "forward")
+PATHS = ("loop", "fit")
 
 
 def benchmark_model_kwargs(config_name, image_size=None, blocks_multiplier=1, reversible=True,
@@ -79,6 +80,49 @@ def make_train_step(model, optimizer, step="train", jit_compile=False):
     return tf.function(train_step, jit_compile=jit_compile)
 
 
+class _KerasStep:
+    """`model.train_on_batch(images, labels)` as a step: `get_concrete_function` traces
+    Keras' own per-step `tf.function` (the one `fit` and `train_on_batch` run) without
+    running it; a call runs `train_on_batch` and returns the loss as a tensor."""
+
+    def __init__(self, model, step_function):
+        self._model = model
+        self._step_function = step_function
+
+    def get_concrete_function(self, images, labels):
+        return self._step_function.get_concrete_function((images, labels, None))
+
+    def tracing_count(self):
+        return self._step_function.experimental_get_tracing_count()
+
+    def __call__(self, images, labels):
+        return tf.constant(self._model.train_on_batch(images, labels))
+
+
+def _keras_train_step(model, images, labels):
+    """Keras' per-step function of a compiled `model`, wrapped as a step (`_KerasStep`)."""
+    model._maybe_symbolic_build(data_batch=(images, labels, None))  # pylint: disable=protected-access
+    model.make_train_function()
+    # Keras keeps its `tf.function` of one step (`one_step_on_data`) in the closure of
+    # `model.train_function`; find it there, to trace it before the baseline.
+    pending, seen = [model.train_function], set()
+    while pending:
+        function = pending.pop()
+        if id(function) in seen:
+            continue
+        seen.add(id(function))
+        if hasattr(function, "get_concrete_function"):
+            return _KerasStep(model, function)
+        for cell in getattr(function, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            if callable(value):
+                pending.append(value)
+    raise RuntimeError("Keras' train function holds no tf.function; does `run_eagerly` hold?")
+
+
 def parameter_bytes(variables):
     """Bytes of one float32 copy of `variables`."""
     return 4 * sum(int(np.prod(v.shape)) for v in variables)
@@ -87,7 +131,7 @@ def parameter_bytes(variables):
 def measure_training_step(config_name="irevnet301", image_size=None, batch_size=8,
                           blocks_multiplier=1, reversible=True, step="train",
                           jit_compile=False, warmup=2, repeats=5, memory_repeats=2,
-                          memory_method="hwm", seed=0):
+                          memory_method="hwm", seed=0, path="loop"):
     """Builds the model and train step and measures them; returns a dict of plain numbers.
 
     Memory milestones (bytes of RSS, after returning free heap memory to the kernel):
@@ -110,8 +154,13 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     kwargs = benchmark_model_kwargs(config_name, image_size, blocks_multiplier, reversible)
     rss_start = process_memory.current_rss_bytes()
     model = IRevNet(**kwargs)
+    rss_model_only = _settled_rss()
     # The trainer's optimizer: its fused in-place update holds no parameter-sized temporaries.
     optimizer = MomentumSGD(learning_rate=0.01, momentum=0.9, l2_decay=1e-4)
+    if path == "fit":
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=jit_compile)
     optimizer.build(model.trainable_variables)
 
     rng = np.random.default_rng(seed)
@@ -119,7 +168,10 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     images = tf.constant(rng.standard_normal((batch_size, height, width, channels),
                                              dtype=np.float32))
     labels = tf.constant(rng.integers(0, kwargs["num_classes"], batch_size), tf.int32)
-    train_step = make_train_step(model, optimizer, step=step, jit_compile=jit_compile)
+    if path == "fit":
+        train_step = _keras_train_step(model, images, labels)
+    else:
+        train_step = make_train_step(model, optimizer, step=step, jit_compile=jit_compile)
     rss_model_built = _settled_rss()
 
     trace_start = time.perf_counter()
@@ -153,13 +205,15 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
         "config": config_name, "image_size": height, "batch_size": batch_size,
         "blocks": list(kwargs["blocks"]), "blocks_multiplier": blocks_multiplier,
         "reversible": bool(reversible), "step": step, "jit_compile": bool(jit_compile),
+        "path": path,
         "trainable_parameters": sum(int(np.prod(v.shape)) for v in trainable),
         "parameter_bytes": parameter_bytes(trainable),
         "trace_seconds": trace_seconds, "first_step_seconds": first_step_seconds,
         "step_seconds": step_seconds, "median_step_seconds": median_seconds,
         "images_per_second": batch_size / median_seconds,
         "memory_method": steady_peak.method,
-        "rss_start_bytes": rss_start, "rss_model_built_bytes": rss_model_built,
+        "rss_start_bytes": rss_start, "rss_model_only_bytes": rss_model_only,
+        "rss_model_built_bytes": rss_model_built,
         "rss_traced_bytes": rss_traced, "first_step_peak_bytes": first_peak.peak_bytes,
         "rss_before_steady_bytes": steady_peak.baseline_bytes,
         "steady_peak_bytes": steady_peak.peak_bytes,
@@ -171,7 +225,12 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
         "step_increase_bytes": steady_peak.peak_bytes - rss_traced,
         # The same from the RSS before tracing: adds the traced graph's Python objects.
         "activation_from_built_bytes": steady_peak.peak_bytes - rss_model_built - gradient_bytes,
+        # From the model alone: adds the optimizer's slots and the traced graph.
+        "activation_from_model_bytes": steady_peak.peak_bytes - rss_model_only - gradient_bytes,
     }
+    if path == "fit" and train_step.tracing_count() != 1:
+        raise RuntimeError(f"Keras' step function was traced {train_step.tracing_count()} "
+                           f"times; the baseline did not include its graph.")
     tensor_peak = _tf_allocator_peak(images, labels, train_step)
     if tensor_peak is not None:
         result["tf_allocator_peak_increase_bytes"] = tensor_peak
