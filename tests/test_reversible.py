@@ -542,7 +542,10 @@ def test_reversible_gradient_memory_does_not_grow_with_depth(mode):
     peaks = measure_gradient_memory(mode)
     plain_growth = peaks[2, False] - peaks[1, False]
     reversible_growth = peaks[2, True] - peaks[1, True]
-    assert plain_growth > 0.25 * peaks[1, False], peaks
+    # The probe must see plain autodiff's activations grow, or the bound below says nothing
+    # (measured: 25-30 MB more at twice the depth, a quarter of the 6-block peak or just
+    # under it in graph mode, whose op order moves a few MB between runs).
+    assert plain_growth > 0.15 * peaks[1, False], peaks
     # At 6 blocks fixed costs (stem, head, input and output pairs, per-op scratch) are most
     # of both peaks: measured 77 MB reversible against 99 MB plain here (the float stream
     # this replaced: 77 against 104).
