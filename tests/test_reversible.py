@@ -589,14 +589,6 @@ def test_reversible_training_step_does_not_hold_all_gradients(mode):
 _XLA_MEMORY_PROBE = r"""
 import sys
 import keras, tensorflow as tf
-mode, batch_size = sys.argv[1], int(sys.argv[2])
-if mode in ("eager", "function"):
-    # One inter-op thread: the graph executor then runs independent ops in one order, not
-    # in whichever order two threads reach them (which moved the gradients' peaks by 10 MB
-    # between runs). The whole training steps keep TensorFlow's default: with one thread,
-    # plain autodiff's step measured 1.5-2.7 MB *less* at twice the depth, so the step
-    # tests' check that plain autodiff grows with depth could not pass.
-    tf.config.threading.set_inter_op_parallelism_threads(1)
 from irevnet_tf.benchmarking import train_step
 from irevnet_tf.model import IRevNet
 
