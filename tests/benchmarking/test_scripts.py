@@ -19,6 +19,16 @@ def run_script(name, *flags):
     return completed.stdout
 
 
+def run_module_lines(module, *flags):
+    """Runs `python -m benchmarks.<module> flags...` from the repository root; its JSON lines."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *flags],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+                               check=False)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+
+
 @pytest.mark.slow
 def test_train_memory_script(tmp_path):
     output = tmp_path / "results.json"
@@ -47,15 +57,9 @@ def test_gradient_error_script(tmp_path):
 @pytest.mark.slow
 def test_pytorch_reference_script_computes_the_same_function():
     pytest.importorskip("torch")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pytorch_reference",
-         "--configs=irevnet_tiny,irevnet_small", "--batch_sizes=4,4", "--repeats=1",
-         "--train_steps=1", "--calibration_steps=2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    results = [json.loads(line) for line in completed.stdout.splitlines()
-               if line.startswith("{")]
+    results = run_module_lines("pytorch_reference", "--configs=irevnet_tiny,irevnet_small",
+                               "--batch_sizes=4,4", "--repeats=1", "--train_steps=1",
+                               "--calibration_steps=2")
     assert [r["config"] for r in results] == ["irevnet_tiny", "irevnet_small"]
     for result in results:
         # The PyTorch model got the Keras weights: same Phi, and both invert it.
@@ -90,14 +94,8 @@ def test_round_trip_error_script():
 @pytest.mark.slow
 def test_compare_checkouts_alternates_and_reports_ratios():
     """This checkout against itself, one round: each side measured once, ratio near 1."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.compare_checkouts", f"--baseline={ROOT}",
-         "--rounds=1", "--configs=irevnet_tiny", "--batch_sizes=4", "--repeats=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    results = [json.loads(line) for line in completed.stdout.splitlines()
-               if line.startswith("{")]
+    results = run_module_lines("compare_checkouts", f"--baseline={ROOT}", "--rounds=1",
+                               "--configs=irevnet_tiny", "--batch_sizes=4", "--repeats=1")
     assert [r["path"] for r in results] == ["encode", "decode"]
     for result in results:
         for clock in ("wall", "cpu"):
