@@ -301,6 +301,17 @@ class IRevNet(keras.Model):
             return self
         return self._rebuilt(inference_chunk=chunk)
 
+    def with_pixel_normalization(self, pixel_mean, pixel_std):
+        """A copy of this model (same weights) whose entrance normalisation is
+        `(pixels - pixel_mean) / pixel_std` (one value or one per channel; see the
+        `pixel_mean`/`pixel_std` arguments). `(0.0,), (1.0,)` gives a model that takes
+        normalised images directly."""
+        # Checked here so that a bad value is named before any weights are copied.
+        normalization = _pixel_normalization(pixel_mean, pixel_std, self.image_shape[-1],
+                                             "float32")
+        return self._rebuilt(pixel_mean=list(normalization.mean),
+                             pixel_std=list(normalization.std))
+
     def _rebuilt(self, **overrides):
         copy = type(self).from_config({**self.get_config(), **overrides})
         copy.set_weights(self.get_weights())
@@ -341,9 +352,12 @@ class IRevNet(keras.Model):
         """The dtype of `encode`'s output: int32 grid points of the exact stream."""
         return tf.int32
 
-    def dequantize(self, phi):
-        """Real values (in the float dtype) of grid points from `encode`; floats pass."""
-        return self.grid.dequantize(phi, self.float_dtype)
+    def dequantize(self, phi, dtype=None):
+        """Real values of grid points from `encode` (floats pass), in `dtype` (default the
+        model's float dtype, float32). float32 holds a grid point exactly only while
+        |value| < 2**(24 - fraction_bits) (64 at the default 18); `tf.float64` always does,
+        and `decode` takes it without loss."""
+        return self.grid.dequantize(phi, dtype or self.float_dtype)
 
     @property
     def phi_shape(self):
@@ -449,9 +463,10 @@ class IRevNet(keras.Model):
             raise TypeError(f"{self.name}.decode: `phi` must be int32 grid points (from "
                             f"encode) or floating-point features, got dtype {phi.dtype.name}.")
         validation.check_channels(phi, 2 * self.channels[-1], "phi", f"{self.name}.decode")
-        if phi.dtype.is_floating:
+        if phi.dtype.is_floating and phi.dtype != tf.float64:
+            # float64 passes as it is: it holds every grid point, float32 only small ones.
             phi = tf.cast(phi, self.float_dtype)
-        elif phi.dtype != tf.int32:
+        elif phi.dtype.is_integer and phi.dtype != tf.int32:
             phi = tf.cast(phi, tf.int32)
         if tf.executing_eagerly():
             return _run_compiled(self, "decode", phi)

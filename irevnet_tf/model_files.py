@@ -409,7 +409,7 @@ def _model_with_recorded_normalisation(model, run_config, model_path):
             "%s predates models that carry their normalisation; using the mean %s and std "
             "%s its %s records. Save it again to make the .keras file complete.",
             model_path, list(run_config.mean), list(run_config.std), SIDECAR_SUFFIX)
-        return model._rebuilt(pixel_mean=list(run_config.mean), pixel_std=list(run_config.std))
+        return model.with_pixel_normalization(run_config.mean, run_config.std)
     raise ValueError(
         f"{model_path}: the model normalises pixels with mean {list(model.pixel_mean)} and std "
         f"{list(model.pixel_std)}, but {model_path}{SIDECAR_SUFFIX} records mean "

@@ -41,6 +41,23 @@ def test_decode_inverts_encode_bit_for_bit(name, kwargs, policy):
     assert np.abs(on_grid - x).max() <= 2.0 ** -(model.grid.fraction_bits + 1)
     # Float features (the dequantised Phi) decode to the same images.
     np.testing.assert_array_equal(model.decode(model.dequantize(phi)).numpy(), on_grid)
+    np.testing.assert_array_equal(model.decode(model.dequantize(phi, tf.float64)).numpy(),
+                                  on_grid)
+
+
+def test_float64_features_keep_grid_points_that_float32_cannot_hold():
+    # Phi values past 2**(24 - 18) = 64 have more bits than float32 holds; float64 features
+    # (`dequantize(phi, tf.float64)`) must still decode to the grid points numpy computes.
+    model = IRevNet(num_classes=3, **SMALL_MODELS[0][1])
+    helpers.randomize_batch_norms(model)
+    x = np.random.default_rng(4).uniform(-200.0, 200.0, (2, 8, 8, 3)).astype(np.float32)
+    phi = model.encode(x)
+    features = model.dequantize(phi, tf.float64).numpy()
+    assert features.dtype == np.float64
+    assert np.any(features.astype(np.float32) != features)  # float32 would lose bits.
+    np.testing.assert_array_equal(features * 2.0 ** model.grid.fraction_bits, phi.numpy())
+    on_grid = reference.round_to_grid(x, model.grid.fraction_bits)
+    np.testing.assert_array_equal(model.decode(features).numpy(), on_grid)
 
 
 def test_encode_equals_the_numpy_reference_of_stem_and_blocks():

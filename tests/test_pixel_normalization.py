@@ -36,7 +36,7 @@ def integer_pixels(shape, seed=0):
 
 def twin(model):
     """`model`'s weights in an identity-normalised model (it takes normalised images)."""
-    return model._rebuilt(pixel_mean=[0.0], pixel_std=[1.0])
+    return model.with_pixel_normalization([0.0], [1.0])
 
 
 def tiny(**kwargs):
@@ -121,6 +121,20 @@ def test_get_config_and_keras_file_keep_the_normalisation(tmp_path):
 def test_bad_normalisation_is_refused_naming_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_irevnet("irevnet_tiny", **kwargs)
+    # The same check guards a copy with another normalisation.
+    with pytest.raises(ValueError, match=message):
+        build_irevnet("irevnet_tiny").with_pixel_normalization(
+            kwargs.get("pixel_mean", 0.0), kwargs.get("pixel_std", 1.0))
+
+
+def test_with_pixel_normalization_copies_the_weights_and_takes_one_value_for_all_channels():
+    model = tiny()
+    copy = model.with_pixel_normalization(128.0, 64.0)
+    assert (copy.pixel_mean, copy.pixel_std) == ((128.0,), (64.0,))
+    assert copy.get_config()["pixel_std"] == [64.0]
+    assert (model.pixel_mean, model.pixel_std) == ((0.0,), (1.0,))  # The original is unchanged.
+    for got, want in zip(copy.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_keras_file_with_a_conflicting_sidecar_is_refused(tmp_path):

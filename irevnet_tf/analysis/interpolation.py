@@ -54,7 +54,7 @@ def interpolation_rows(model, pixels_a, pixels_b, steps):
     features = np.asarray(model.encode(np.stack([pixels_a, pixels_b])), np.float64)
     weights = t.reshape(-1, *([1] * (features.ndim - 1)))
     mixed = (1.0 - weights) * features[0] + weights * features[1]
-    representation_row = np.asarray(model.decode(mixed.astype(np.float32)), np.float32)
+    representation_row = np.asarray(model.decode(mixed), np.float32)
     pixel_row = ((1.0 - weights) * np.asarray(pixels_a, np.float64) +
                  weights * np.asarray(pixels_b, np.float64)).astype(np.float32)
     return representation_row, pixel_row, t

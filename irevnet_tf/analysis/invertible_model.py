@@ -19,10 +19,13 @@ pixels in [0, 255], NHWC):
       units already; only level "stage" is available.
 
 `load_invertible_model(path)` picks the right one. All methods work in batches of
-`batch_size` examples and return float32 numpy arrays. Features and representations are in
-real units (the stream's int32 grid points times 2**-fraction_bits), so that they can be
-interpolated and fed to classifiers; `decode` rounds them back onto the grid, which for
-features from `encode` is exact.
+`batch_size` examples and return numpy arrays. Features and representations are in real units
+(the stream's int32 grid points times 2**-fraction_bits), so that they can be interpolated and
+fed to classifiers; `decode` rounds them back onto the grid. `encode`'s features are float64,
+which holds every grid point exactly, so `decode(encode(x))` is the model's own round trip
+(float32 holds a grid point only while |Phi| < 2**(24 - fraction_bits), 64 at the default 18,
+and trained models exceed that). Pixels and representations are float32: statistics need no
+more.
 """
 
 import json
@@ -67,13 +70,16 @@ class InvertibleModel:
     # --- the public, batched, pixel-unit interface -----------------------------------------
 
     def encode(self, pixels):
-        """Phi of `pixels` (N, H, W, C) in [0, 255]: a float32 array (N, *phi_shape)."""
+        """Phi of `pixels` (N, H, W, C) in [0, 255]: a float64 array (N, *phi_shape) of
+        real values, exact (every grid point)."""
         pixels = self._check_pixels(pixels)
-        return self._map_batches(lambda batch: [self._encode_batch(batch)], pixels)[0]
+        return self._map_batches(lambda batch: [self._encode_batch(batch)], pixels,
+                                 np.float64)[0]
 
     def decode(self, features):
-        """The images whose representation is `features`, as float32 pixels in [0, 255]."""
-        features = np.asarray(features, np.float32)
+        """The images whose representation is `features` (real values, e.g. from `encode`
+        or an interpolation), as float32 pixels in [0, 255]."""
+        features = np.asarray(features, np.float64)
         if features.ndim != 4:
             raise ValueError(f"{self.source}: decode takes rank-4 features (N, height, width, "
                              f"channels), got shape {features.shape}.")
@@ -131,13 +137,13 @@ class InvertibleModel:
                              f"{', '.join(map(str, self.image_shape))}), got {pixels.shape}.")
         return pixels
 
-    def _map_batches(self, function, array):
+    def _map_batches(self, function, array, dtype=np.float32):
         """Applies `function` (batch tensor -> list of tensors) to `array` batch by batch and
-        concatenates each output over the batches."""
+        concatenates each output, as `dtype`, over the batches."""
         outputs = None
         for start in range(0, len(array), self.batch_size):
             batch = tf.constant(array[start:start + self.batch_size])
-            results = [np.asarray(result, np.float32) for result in function(batch)]
+            results = [np.asarray(result, dtype) for result in function(batch)]
             if outputs is None:
                 outputs = [[] for _ in results]
             for collected, result in zip(outputs, results):
@@ -180,9 +186,9 @@ class KerasInvertibleModel(InvertibleModel):
             return tf.cast(model.dequantize(grid_points), tf.float32)
 
         def encode(pixels):
-            return real(model.encode(pixels))
+            return model.dequantize(model.encode(pixels), tf.float64)  # Exact.
 
-        def decode(features):
+        def decode(features):  # float64 features: model.decode rounds them exactly.
             return tf.cast(model.decode(features), tf.float32)
 
         def representations(pixels, level):
@@ -281,16 +287,18 @@ class SavedModelInvertibleModel(InvertibleModel):
         self.check_level(level)
         return list(self._stage_names)
 
-    def _real(self, grid_points):
-        return tf.cast(grid_points, tf.float32) / self._scale
+    def _real(self, grid_points, dtype=tf.float32):
+        return tf.cast(grid_points, dtype) / self._scale
 
     def _encode_batch(self, pixels):
         return self._real(self._call(self._encode_signature, "images", pixels,
-                                     self._encode_batch_size)["features"])
+                                     self._encode_batch_size)["features"], tf.float64)
 
     def _decode_batch(self, features):
         if self._feature_dtype.is_integer:  # Real units -> grid points (exact on encode's).
             features = tf.cast(tf.round(tf.cast(features, tf.float64) * self._scale), tf.int32)
+        else:  # An export older than the integer stream takes its float dtype.
+            features = tf.cast(features, self._feature_dtype)
         return self._call(self._decode_signature, "features", features,
                           self._decode_batch_size)["images"]
 

@@ -26,7 +26,7 @@ def run_config(config_name="irevnet_tiny", image_shape=IMAGE_SHAPE, mean=MEAN, s
 def identity_twin(model):
     """`model`'s weights without normalisation: fed `normalised(pixels)`, it computes
     independently of the model's own normalisation what `model` does on pixels."""
-    return model._rebuilt(pixel_mean=[0.0], pixel_std=[1.0])
+    return model.with_pixel_normalization([0.0], [1.0])
 
 
 def export_saved_model(model, export_dir, batch_size=None):

@@ -9,6 +9,7 @@ from irevnet_tf import IRevNet
 from irevnet_tf.analysis import (KerasInvertibleModel, SavedModelInvertibleModel,
                                  load_invertible_model, resolve_model_path)
 from irevnet_tf.model_files import RunConfig, run_config_path
+from tests.helpers import randomize_batch_norms
 from tests.analysis.model_fixtures import (MEAN, STD, export_saved_model, identity_twin,
                                            normalised)
 
@@ -131,3 +132,24 @@ def test_export_from_the_project_exporter_carries_its_normalisation(tiny_model, 
     invertible = load_invertible_model(version_dir, batch_size=3)
     assert invertible.run_config is not None and tuple(invertible.run_config.mean) == MEAN
     _check_against_keras(invertible, tiny_model, pixels)
+
+
+def test_round_trip_is_exact_when_phi_outgrows_float32(tmp_path):
+    # Identity normalisation on pixels in [0, 255]: Phi reaches past 64 = 2**(24 - 18), where
+    # float32 no longer holds every grid point. decode(encode(x)) through the adapter must
+    # still give x's grid points, computed here in float64: round(x * 2**18) / 2**18.
+    keras_model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
+                          input_shape=(16, 16, 1), num_classes=3)
+    randomize_batch_norms(keras_model, seed=2)  # F's outputs are then far from zero.
+    x = np.random.default_rng(7).uniform(0, 255, (3, 16, 16, 1)).astype(np.float32)
+    scale = 2.0 ** keras_model.grid.fraction_bits
+    expected = (np.round(x.astype(np.float64) * scale) / scale).astype(np.float32)
+    export_dir = export_saved_model(keras_model, tmp_path / "export")
+    for invertible in (KerasInvertibleModel(keras_model, batch_size=2),
+                       load_invertible_model(export_dir)):
+        features = invertible.encode(x)
+        assert features.dtype == np.float64
+        # The case is real: float32 features would have lost bits.
+        assert np.abs(features).max() > 64
+        assert np.any(features.astype(np.float32).astype(np.float64) != features)
+        np.testing.assert_array_equal(invertible.decode(features), expected)

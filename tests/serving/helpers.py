@@ -24,7 +24,7 @@ def identity_twin(model):
     `normalise_numpy(pixels)`, it computes independently what `model` does on pixels."""
     twin = _TWINS.get(id(model))
     if twin is None or twin[0] is not model:
-        copy = model._rebuilt(pixel_mean=[0.0], pixel_std=[1.0])
+        copy = model.with_pixel_normalization([0.0], [1.0])
         twin = _TWINS[id(model)] = (model, copy)
     return twin[1]
 
