@@ -1,4 +1,5 @@
-"""Independent numpy (float64) reference computations of i-RevNet, written from PAPER.md.
+"""Independent numpy (float64) reference computations of i-RevNet, written from the paper
+(Jacobsen, Smeulders, Oyallon, ICLR 2018; the facts used are stated where they are used).
 
 Nothing here imports irevnet_tf: the tests compare the library against these.
 """

@@ -1,4 +1,4 @@
-"""IRevNet: exact encode/decode, shapes from PAPER.md, Keras integration, clear errors."""
+"""IRevNet: exact encode/decode, shapes from the paper, Keras integration, clear errors."""
 
 import keras
 import numpy as np

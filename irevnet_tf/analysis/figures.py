@@ -98,7 +98,8 @@ def reconstruction_figure(path, originals, reconstructions, labels, max_abs_erro
         f"Bottom row: |decode(encode(x)) - x| amplified {amplification_factor:.3g} times, on "
         "its own colour scale (grey levels of 0-255).\n"
         f"The largest shown is {largest_shown:.2g} grey levels (over all images: "
-        f"{max_abs_error:.2g}): floating-point rounding, black at true scale.",
+        f"{max_abs_error:.2g}): the rounding of x onto the model's fixed-point grid (and "
+        "float32 pixels), black at true scale.",
         ha="center", va="bottom", fontsize=8)
     return save_png(figure, path)
 

@@ -15,7 +15,7 @@ named after memory addresses); the tests check names and values, not bytes.
 What it writes:
 
 - `release_<arch>.pth`: reduced i-RevNets in the release's exact format. The release's
-  model (jhjacobsen/pytorch-i-revnet `iRevNet`, written again below from PAPER.md with the
+  model (jhjacobsen/pytorch-i-revnet `iRevNet`, written again below from the paper with the
   release's module names: `stack.K.bottleneck_block.I`, `bn1`, `linear`) is wrapped in
   `nn.DataParallel` (the `module.` prefix) and saved as the release saved it:
   `torch.save({"epoch", "arch", "best_prec1", "state_dict", "optimizer"}, path)`. Weights
@@ -86,7 +86,7 @@ def state_digest(state):
 
 
 def _release_model(torch, arch, dropout_rate):
-    """The release's iRevNet (eval-mode forward), written from PAPER.md, release names."""
+    """The release's iRevNet (eval-mode forward), written from the paper, release names."""
     nn = torch.nn
 
     def psi(x, block):

@@ -1,6 +1,7 @@
-"""Test helpers written from PAPER.md, independent of irevnet_tf: the release's state_dict
-names and shapes, random release-like weights and a float64 numpy forward pass of the
-release's NCHW computation (make_fixtures.py checks it against the release's torch model)."""
+"""Test helpers written from the paper and the release's checkpoint layout, independent of
+irevnet_tf: the release's state_dict names and shapes, random release-like weights and a
+float64 numpy forward pass of the release's NCHW computation (make_fixtures.py checks it
+against the release's torch model)."""
 
 import collections
 import dataclasses

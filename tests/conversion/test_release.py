@@ -87,7 +87,7 @@ def test_converted_model_computes_what_the_release_computes(tmp_path, name):
 
 def test_numpy_reference_agrees_with_the_stored_torch_outputs():
     # release_reference.release_forward (numpy) and the torch model that wrote the fixture
-    # are two independent readings of PAPER.md; both must give the same numbers.
+    # are two independent readings of the paper and the release; both must give the same numbers.
     for name in ("imagenet_like", "cifar_like", "tiny", "tiny-legacy"):
         fixture = fixtures.release(name)
         logits, phi = ref.release_forward(fixture.state, fixture.arch,
