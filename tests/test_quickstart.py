@@ -33,5 +33,10 @@ def test_quickstart_command_keeps_its_promises(tmp_path):
     assert os.path.exists(os.path.join(summary["export"], "saved_model.pb"))
     for name in ("reconstructions.png", "interpolations.png", "separation.csv"):
         assert (output / "analysis" / name).exists(), name
+    # One round trip, reported one way: the analysis decodes the same held-out digits
+    # through the same export, so it must find what the quickstart's own check found.
+    analysed = json.loads((output / "analysis" / "reconstructions.json").read_text())
+    assert analysed["max_relative_error"] == pytest.approx(
+        summary["exported_round_trip_max_error"], rel=1e-5)
     image = tf.io.decode_png(tf.io.read_file(str(output / "analysis" / "reconstructions.png")))
     assert image.shape[0] > 32 and image.shape[1] > 32
