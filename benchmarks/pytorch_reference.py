@@ -6,8 +6,9 @@
 The issues quote the authors' PyTorch release at fixed images/s "on this CPU"; a shared
 machine's speed drifts, so this benchmark measures the reference here, in the same process
 and the same minutes as irevnet_tf, and reports the ratios. The PyTorch model is the
-release's architecture as the paper and the release describe it (NCHW; `nn.Conv2d(padding=1, bias=False)`,
-`nn.BatchNorm2d`, psi as space-to-depth, the release's inverse without any projection).
+release's architecture as the paper and the release describe it (NCHW;
+`nn.Conv2d(padding=1, bias=False)`, `nn.BatchNorm2d`, psi as space-to-depth, the release's
+inverse without any projection).
 It is given the Keras model's weights and batch-norm statistics, and its Phi must equal
 irevnet_tf's before anything is timed, so both sides compute the same function.
 

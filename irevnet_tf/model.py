@@ -305,12 +305,9 @@ class IRevNet(keras.Model):
         """A copy of this model (same weights) whose entrance normalisation is
         `(pixels - pixel_mean) / pixel_std` (one value or one per channel; see the
         `pixel_mean`/`pixel_std` arguments). `(0.0,), (1.0,)` gives a model that takes
-        normalised images directly."""
-        # Checked here so that a bad value is named before any weights are copied.
-        normalization = _pixel_normalization(pixel_mean, pixel_std, self.image_shape[-1],
-                                             "float32")
-        return self._rebuilt(pixel_mean=list(normalization.mean),
-                             pixel_std=list(normalization.std))
+        normalised images directly. The constructor checks the values (naming the
+        argument) before any weights are copied."""
+        return self._rebuilt(pixel_mean=pixel_mean, pixel_std=pixel_std)
 
     def _rebuilt(self, **overrides):
         copy = type(self).from_config({**self.get_config(), **overrides})
