@@ -231,7 +231,7 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     if path == "fit" and train_step.tracing_count() != 1:
         raise RuntimeError(f"Keras' step function was traced {train_step.tracing_count()} "
                            f"times; the baseline did not include its graph.")
-    tensor_peak = _tf_allocator_peak(images, labels, train_step)
+    tensor_peak = tf_allocator_peak(train_step, images, labels)
     if tensor_peak is not None:
         result["tf_allocator_peak_increase_bytes"] = tensor_peak
         result["tf_allocator_activation_bytes"] = tensor_peak - gradient_bytes
@@ -262,8 +262,9 @@ def _settled_rss():
     return process_memory.current_rss_bytes()
 
 
-def _tf_allocator_peak(images, labels, train_step):
-    """Peak bytes of TensorFlow's CPU allocator during one step, when it keeps statistics.
+def tf_allocator_peak(step, *arguments):
+    """Peak bytes of TensorFlow's CPU allocator during one `step(*arguments)`, over the
+    bytes live before it, when the allocator keeps statistics (None otherwise).
 
     Only the BFC allocator does (environment TF_CPU_ALLOCATOR_USE_BFC=true); it counts
     tensors only, not oneDNN scratch buffers or malloc overhead, so its difference to the
@@ -276,7 +277,7 @@ def _tf_allocator_peak(images, labels, train_step):
         if not before:
             return None
         tf.config.experimental.reset_memory_stats("CPU:0")
-        train_step(images, labels).numpy()
+        step(*arguments).numpy()
         return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
     except (ValueError, RuntimeError, tf.errors.OpError):
         return None
