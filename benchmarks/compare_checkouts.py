@@ -37,8 +37,12 @@ flags.DEFINE_list("batch_sizes", ["64"], "Batch sizes, one per configuration.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per path and process.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
 flags.DEFINE_string("worker_checkout", None, "Internal: measure this checkout in this process.")
-
-PATHS = ("encode", "decode")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Dtype policy of both sides' models.")
+PATHS = ("encode", "decode", "train_step", "plain_train_step")
+flags.DEFINE_multi_enum("paths", ["encode", "decode"], PATHS,
+                        "What to time: encode, decode, train_step (a tf.function SGD step "
+                        "with the memory-saving gradient), plain_train_step (plain autodiff).")
 
 
 def _time(function, repeats):
@@ -74,13 +78,43 @@ def _worker():
         coarse = rng.standard_normal((int(batch), height // 8, width // 8, channels))
         images = tf.image.resize(coarse.astype(np.float32), (height, width)) + tf.constant(
             0.3 * rng.standard_normal((int(batch), height, width, channels)), tf.float32)
+        model = model.with_dtype_policy(FLAGS.precision)
         phi = model.encode(images)
         result = {"config": name, "batch_size": int(batch),
                   "irevnet_tf": os.path.dirname(os.path.abspath(irevnet_tf.__file__))}
-        for path, function in (("encode", lambda: model.encode(images)),
-                               ("decode", lambda: model.decode(phi))):
-            result[f"{path}_wall_s"], result[f"{path}_cpu_s"] = _time(function, FLAGS.repeats)
+        functions = {"encode": lambda: model.encode(images), "decode": lambda: model.decode(phi)}
+        labels = tf.zeros([int(batch)], tf.int32)
+        if "train_step" in FLAGS.paths:
+            functions["train_step"] = _train_step(model, images, labels)
+        if "plain_train_step" in FLAGS.paths:
+            plain = irevnet_tf.build_irevnet(name, reversible=False).with_dtype_policy(
+                FLAGS.precision)
+            plain.set_weights(model.get_weights())
+            functions["plain_train_step"] = _train_step(plain, images, labels)
+        for path in FLAGS.paths:
+            result[f"{path}_wall_s"], result[f"{path}_cpu_s"] = _time(functions[path],
+                                                                      FLAGS.repeats)
         print(json.dumps(result), flush=True)
+
+
+def _train_step(model, images, labels):
+    """A compiled SGD step on one batch (the same in any checkout: public API only)."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.SGD(0.01)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                labels, tf.cast(logits, tf.float32), from_logits=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
 
 
 def _run_side(checkout):
@@ -89,7 +123,8 @@ def _run_side(checkout):
     command = [sys.executable, os.path.abspath(__file__), f"--worker_checkout={checkout}",
                f"--configs={','.join(FLAGS.configs)}",
                f"--batch_sizes={','.join(FLAGS.batch_sizes)}", f"--repeats={FLAGS.repeats}",
-               f"--threads={FLAGS.threads}"]
+               f"--threads={FLAGS.threads}", f"--precision={FLAGS.precision}"]
+    command += [f"--paths={path}" for path in FLAGS.paths]
     completed = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
     if completed.returncode:
         raise RuntimeError(f"measuring {checkout} failed:\n{completed.stderr[-2000:]}")
@@ -123,14 +158,15 @@ def main(argv):
     for _ in range(FLAGS.rounds):
         for side, checkout in (("baseline", FLAGS.baseline), ("candidate", FLAGS.candidate)):
             for result in _run_side(checkout):
-                for path in PATHS:
+                for path in FLAGS.paths:
                     for clock in ("wall", "cpu"):
                         samples.setdefault((side, result["config"], path, clock), []).append(
                             result[f"{path}_{clock}_s"])
     machine = common.machine_description()
     for config, batch in zip(FLAGS.configs, FLAGS.batch_sizes):
-        for path in PATHS:
-            line = {"config": config, "batch_size": int(batch), "path": path}
+        for path in FLAGS.paths:
+            line = {"config": config, "batch_size": int(batch), "path": path,
+                    "precision": FLAGS.precision}
             for clock in ("wall", "cpu"):
                 base = samples[("baseline", config, path, clock)]
                 cand = samples[("candidate", config, path, clock)]

@@ -17,9 +17,12 @@ from irevnet_tf.layers.normalization import PixelNormalization
 from irevnet_tf.layers.psi import Psi
 
 
-# Eager inference calls run through compiled graphs: eager execution of the blocks is
-# 1.7-2.7x slower on CPUs. Kept outside the model so that SavedModel export does not
-# serialise them with it.
+# Eager inference calls run through compiled graphs, for speed (eager execution of the
+# blocks is 1.7-2.7x slower on CPUs) and for exactness: in a graph, TensorFlow's optimiser
+# fuses float32 convolution + batch norm + ReLU into one kernel (in Keras' tf.function, a
+# SavedModel and the C API alike), which rounds F differently from eager op-by-op
+# execution, so every inference path of the model runs compiled. Kept outside the model
+# so that SavedModel export does not serialise them with it.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
@@ -40,6 +43,10 @@ def _compiled(model, direction):
                                   reduce_retracing=True),
             "decode": tf.function(lambda phi: owner()._decode_inference(phi),
                                   reduce_retracing=True),
+            "stage": tf.function(lambda images: owner()._representations(images, "stage"),
+                                 reduce_retracing=True),
+            "block": tf.function(lambda images: owner()._representations(images, "block"),
+                                 reduce_retracing=True),
         }
         _COMPILED[model] = functions
     return functions[direction]
@@ -489,8 +496,13 @@ class IRevNet(keras.Model):
         each one is invertible back to the image."""
         if level not in ("stage", "block"):
             raise ValueError(f"IRevNet: `level` must be 'stage' or 'block', got {level!r}.")
-        pair = self.stem(self.grid.quantize(self.normalize(self._check_images(images)),
-                                            self.name, "images"))
+        images = self._check_images(images)
+        if tf.executing_eagerly():
+            return _run_compiled(self, level, images)
+        return self._representations(images, level)
+
+    def _representations(self, images, level):
+        pair = self.stem(self.grid.quantize(self.normalize(images), self.name, "images"))
         outputs = [tf.concat(list(pair), axis=-1)]
         ends = set(self.stage_ends)
         for index, block in enumerate(self.stack, start=1):

@@ -5,15 +5,28 @@ pass; Keras' own BatchNormalization would then update its moving statistics a se
 time. This subclass keeps Keras' variables, configuration and saving, and adds
 `update_statistics=False` for such recomputations.
 
-Training mode on float32 inputs runs TensorFlow's fused kernel (one op forward, one op
-backward, also compiled by XLA) instead of a dozen element-wise ops: an i-RevNet step is
-four batch norms per block, and on a CPU the unfused ones cost as much as the convolutions
-on small feature maps. float64 (the exactness tests) and 16-bit inputs take the generic path.
+Both modes run TensorFlow's fused kernel (FusedBatchNormV3) on float32, bfloat16 and
+float16 inputs, in the input's own dtype (statistics and parameters in float32), instead of
+casting to float32 and back around a dozen element-wise ops:
+- training: one op forward, one op backward, also compiled by XLA;
+- inference: one pass, which TensorFlow's graph optimiser (grappler's remapper, active in
+  every TensorFlow loader: `tf.function`, SavedModel, the C API) fuses with a ReLU after it
+  (`_FusedBatchNormEx`) and, in float32, with the convolution before it (`_FusedConv2D`).
+  This is how the inference batch norms are folded into the convolutions: a convolution
+  kernel folded by hand (W * gamma / sigma) would cost one pass over every kernel per
+  call, which at irevnet301's batch 8 is more than the activations.
+`input_scale` folds a power-of-two scaling of the input into the statistics (mean / s,
+variance / s^2, epsilon / s^2, all exact): an i-RevBlock feeds its int32 grid points, cast,
+straight into its first batch norm, so the grid's dequantisation costs no pass of its own.
+float64 (the exactness tests) takes the generic path.
 """
 
 import keras
 import tensorflow as tf
 from keras import ops
+
+# Input dtypes of TensorFlow's fused batch-norm kernel (its statistics are float32).
+FUSED_DTYPES = ("float16", "bfloat16", "float32")
 
 
 @keras.saving.register_keras_serializable(package="irevnet_tf")
@@ -25,28 +38,62 @@ class BatchNorm(keras.layers.BatchNormalization):
     in float32 (or float64 for float64 inputs), whatever the compute dtype.
 
     Call arguments:
-        inputs: NHWC tensor.
+        inputs: NHWC float tensor, or int32 grid points with their `input_scale`.
         training: use batch statistics (True) or the moving ones.
         update_statistics: in training mode, whether to update the moving statistics.
             False is for recomputations of a forward pass that already updated them.
+        input_scale: None, or a power of two s: normalise `inputs * s` (exactly: s is folded
+            into the statistics). For inputs that are grid points of a fixed-point format.
+        relu: apply a ReLU to the output, in the dtype the kernel runs in, where
+            TensorFlow fuses it into the batch norm (ReLU commutes with the cast after it).
     """
 
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         kwargs.pop("axis", None)
         super().__init__(axis=-1, momentum=momentum, epsilon=epsilon, **kwargs)
 
-    def call(self, inputs, training=None, update_statistics=True):
-        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
-        inputs = ops.cast(inputs, compute_dtype)
-        moving_mean = ops.cast(self.moving_mean, compute_dtype)
-        moving_variance = ops.cast(self.moving_variance, compute_dtype)
-        # The fused kernel takes float32 (16-bit inputs were cast to it above); float64 below.
-        if training and self.trainable and compute_dtype == "float32":
+    def call(self, inputs, training=None, update_statistics=True, input_scale=None,
+             relu=False):
+        batch_statistics = bool(training) and self.trainable
+        if inputs.dtype.is_integer and input_scale is None:
+            raise ValueError(f"{self.name}: integer `inputs` (grid points) need their "
+                             f"`input_scale`, the real value of one unit.")
+        if self.compute_dtype not in FUSED_DTYPES or inputs.dtype.name == "float64":
+            outputs = self._generic(inputs, batch_statistics, update_statistics, input_scale)
+            return tf.nn.relu(outputs) if relu else outputs
+        inputs = ops.cast(inputs, self._kernel_dtype(inputs))
+        if batch_statistics:
+            if input_scale is not None:
+                inputs = inputs * ops.cast(input_scale, inputs.dtype)
             outputs, mean, variance = self._fused_training(inputs)
             if update_statistics:
-                self._update_statistics(moving_mean, moving_variance, mean, variance)
-            return ops.cast(outputs, self.compute_dtype)
-        if training and self.trainable:
+                self._update_statistics(self.moving_mean, self.moving_variance, mean, variance)
+        else:
+            outputs = self._fused_inference(inputs, input_scale)
+        if relu:  # Before the cast: TensorFlow fuses it into the batch norm's kernel.
+            outputs = tf.nn.relu(outputs)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _kernel_dtype(self, inputs):
+        """The dtype the fused kernel runs in: the compute dtype, except 16-bit inputs with a
+        channel count that is not a multiple of 16, which run in float32. oneDNN's bfloat16
+        batch norm has no vector path for them: 7 to 25 times slower than its float32 kernel
+        on 4, 6, 8 and 24 channels (irevnet_cifar's and irevnet301's first-stage
+        bottlenecks), the same speed on 16, 96 and 384 (`benchmarks.breakdown`)."""
+        if self.compute_dtype != "float32" and inputs.shape[-1] is not None and (
+                inputs.shape[-1] % 16):
+            return "float32"
+        return self.compute_dtype
+
+    def _generic(self, inputs, batch_statistics, update_statistics, input_scale):
+        """The element-wise formulation, for float64 (which the fused kernel lacks)."""
+        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        inputs = ops.cast(inputs, compute_dtype)
+        if input_scale is not None:
+            inputs = inputs * ops.cast(input_scale, compute_dtype)
+        moving_mean = ops.cast(self.moving_mean, compute_dtype)
+        moving_variance = ops.cast(self.moving_variance, compute_dtype)
+        if batch_statistics:
             mean, variance = ops.moments(inputs, axes=[0, 1, 2])
             if update_statistics:
                 self._update_statistics(moving_mean, moving_variance, mean, variance)
@@ -59,6 +106,24 @@ class BatchNorm(keras.layers.BatchNormalization):
             epsilon=self.epsilon,
         )
         return ops.cast(outputs, self.compute_dtype)
+
+    def _fused_inference(self, inputs, input_scale):
+        """Moving-statistics normalisation in one fused op (see the module docstring)."""
+        mean = tf.cast(self.moving_mean, tf.float32)
+        variance = tf.cast(self.moving_variance, tf.float32)
+        epsilon = float(self.epsilon)
+        if input_scale is not None:
+            # (s x - m) / sqrt(v + e) = (x - m / s) / sqrt(v / s^2 + e / s^2): exact for a
+            # power of two s, so the fused op normalises the unscaled inputs.
+            inverse = 1.0 / float(input_scale)
+            mean = mean * inverse
+            variance = variance * (inverse * inverse)
+            epsilon = epsilon * inverse * inverse
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
+            mean=mean, variance=variance, epsilon=epsilon, data_format="NHWC",
+            is_training=False)
+        return outputs
 
     def _fused_training(self, inputs):
         """Normalised outputs and the biased batch mean and variance, from the fused kernel."""
@@ -75,6 +140,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _update_statistics(self, moving_mean, moving_variance, mean, variance):
         # A Python float: ops.cast(0.9, "float64") would round it to float32 first.
         momentum = float(self.momentum)
+        mean = ops.cast(mean, moving_mean.dtype)
+        variance = ops.cast(variance, moving_variance.dtype)
         self.moving_mean.assign(
             ops.cast(moving_mean * momentum + mean * (1 - momentum), self.moving_mean.dtype))
         self.moving_variance.assign(

@@ -39,6 +39,12 @@ class IRevBlock(keras.layers.Layer):
     nothing; on other points (an interpolation of two Phis) it keeps decode on the
     image of the network.
 
+    Kernels: F's bits are those of the kernels that run it, so run `call` and `inverse`
+    the same way, both eagerly or both compiled (`tf.function`, a SavedModel): in a
+    graph TensorFlow fuses F's float32 convolution + batch norm + ReLU into one kernel,
+    which rounds differently from eager op-by-op execution. `IRevNet` always runs its
+    blocks compiled.
+
     Training-mode inversion: `inverse(..., training=True, dropout_seed=s)` recomputes F
     with batch statistics of the reconstructed x2 (the same batch, so the same
     statistics) and the dropout mask of seed `s`, so it inverts a training-mode
@@ -163,8 +169,12 @@ class IRevBlock(keras.layers.Layer):
         return merged[..., :c1], merged[..., c1:]
 
     def residual(self, x2, training=None, dropout_seed=None, update_statistics=True):
-        """F on the (padded) second half, dequantised to floats if it is an integer stream."""
-        x2 = self.grid.dequantize(x2, self.compute_dtype)
+        """F on the (padded) second half: floats, or the integer stream's grid points, which
+        F's first batch norm takes directly (its statistics absorb the grid step)."""
+        if x2.dtype.is_integer:
+            return self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
+                                   update_statistics=update_statistics,
+                                   input_scale=self.grid.step)
         return self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
                                update_statistics=update_statistics)
 

@@ -35,11 +35,22 @@ class Bottleneck(keras.layers.Layer):
         bn_momentum, bn_epsilon: Keras-convention batch-norm settings.
 
     Call arguments:
-        inputs: NHWC tensor.
+        inputs: NHWC float tensor, or int32 grid points whose unit is `input_scale`.
         training: batch statistics and dropout when True.
         dropout_seed: optional int32 tensor of shape [2]; the same seed gives the same
             dropout mask, which the memory-saving gradient needs when it recomputes F.
         update_statistics: passed to the batch norms (see `BatchNorm`).
+        input_scale: the real value of one unit of integer `inputs` (a power of two, the
+            grid step 2**-k of an i-RevBlock's stream). In inference the grid points go,
+            cast to the compute dtype, straight into the pre-activation batch norm, which
+            folds the scale into its statistics; in training (and without a
+            pre-activation, or in float16, whose range cannot hold grid points) they are
+            dequantised to the variable dtype first, the same ops on which the
+            memory-saving gradient recomputes F.
+
+    Inference cost: every batch norm runs as one fused op (see `BatchNorm`), the ones after
+    conv1 and conv2 fused by TensorFlow with the convolution and the ReLU in float32, so
+    F is little more than its three convolutions.
     """
 
     def __init__(self, out_channels, stride=1, preactivation=True, mult=4,
@@ -96,23 +107,42 @@ class Bottleneck(keras.layers.Layer):
         n, h, w, c = shape
         return (n, None if h is None else h + 2, None if w is None else w + 2, c)
 
-    def call(self, inputs, training=None, dropout_seed=None, update_statistics=True):
+    def call(self, inputs, training=None, dropout_seed=None, update_statistics=True,
+             input_scale=None):
         norm_args = dict(training=training, update_statistics=update_statistics)
-        h = inputs
+        h, input_scale = self._entry(inputs, training, input_scale)
         if self.preact_bn is not None:
-            h = tf.nn.relu(self.preact_bn(h, **norm_args))
+            h = self.preact_bn(h, input_scale=input_scale, relu=True, **norm_args)
         if self.stride > 1:
             h = tf.pad(h, [[0, 0], [1, 1], [1, 1], [0, 0]])
         h = self.conv1(h)
-        h = tf.nn.relu(self.bn1(h, **norm_args))
+        h = self.bn1(h, relu=True, **norm_args)
         h = self.conv2(h)
         if training and self.dropout_rate > 0:
             if dropout_seed is None:
                 dropout_seed = self.seed_generator.next()
             h = tf.nn.experimental.stateless_dropout(
                 h, rate=self.dropout_rate, seed=tf.cast(dropout_seed, tf.int32))
-        h = tf.nn.relu(self.bn2(h, **norm_args))
+        h = self.bn2(h, relu=True, **norm_args)
         return self.conv3(h)
+
+    def _entry(self, inputs, training, input_scale):
+        """F's input in the compute dtype, and the scale its first batch norm still owes."""
+        if not inputs.dtype.is_integer:
+            return inputs, None
+        if input_scale is None:
+            raise ValueError(f"{self.name}: integer `inputs` (grid points) need their "
+                             f"`input_scale`, the real value of one unit.")
+        if (training or self.preact_bn is None
+                or self.compute_dtype not in ("float32", "bfloat16")):
+            # Dequantised in the variable dtype, then cast: the ops (and bits) of an
+            # i-RevBlock's float path and of the memory-saving gradient's recomputation.
+            h = tf.cast(inputs, self.variable_dtype) * tf.constant(
+                float(input_scale), self.variable_dtype)
+            return tf.cast(h, self.compute_dtype), None
+        # The batch norm casts the grid points to the dtype its kernel runs in: float32 and
+        # bfloat16 hold every int32 grid point's magnitude (float16 does not).
+        return inputs, input_scale
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape

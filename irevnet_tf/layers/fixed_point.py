@@ -25,6 +25,7 @@ non-finite loss, not as an error.
 """
 
 import contextlib
+import functools
 import threading
 
 import tensorflow as tf
@@ -75,6 +76,19 @@ def _is_integer(tensor):
     return tensor.dtype.is_integer
 
 
+# The name scope of every op the stream's arithmetic adds to a graph, so that a profile can
+# tell them from F's (irevnet_tf.benchmarking.op_profile). Names cost nothing at run time.
+STREAM_SCOPE = "stream"
+
+
+def _stream_op(method):
+    @functools.wraps(method)
+    def scoped(*args, **kwargs):
+        with tf.name_scope(STREAM_SCOPE):
+            return method(*args, **kwargs)
+    return scoped
+
+
 class FixedPoint:
     """The stream's fixed-point format with `fraction_bits` bits after the binary point.
 
@@ -116,24 +130,33 @@ class FixedPoint:
             x = tf.cast(x, tf.float32)
         return x * tf.constant(self.scale, x.dtype)
 
-    def _to_int(self, scaled, owner, what):
-        """Rounds and range-checks scaled floats, then casts without ever wrapping."""
+    def _to_int(self, scaled, owner, what, finite_only=False):
+        """Rounds and checks scaled floats, then casts without ever wrapping.
+
+        `finite_only`: check for NaN/Inf only, for F's output, whose magnitude the
+        coupling's checked sum vouches for (see `round_residual`).
+        """
         rounded = tf.round(scaled)
-        check = self._check(rounded, owner, what, scaled.dtype)
+        if finite_only:
+            check = self._check_finite(rounded, owner, what)
+        else:
+            check = self._check(rounded, owner, what, scaled.dtype)
         if check:
             # The check has passed before the cast runs (a failed one discards the
-            # result), so every value is finite and inside the range: a plain cast is
-            # exact. Skipping the saturation saves 4 element-wise passes per coupling,
-            # about a tenth of a float32 encode on a CPU.
+            # result), so every value is finite (and, for a range check, inside the range):
+            # a plain cast. Skipping the saturation saves 4 element-wise passes per
+            # coupling, about a tenth of a float32 encode on a CPU.
             with tf.control_dependencies(check):
                 return tf.cast(rounded, tf.int32)
         bound = tf.constant(STREAM_LIMIT - 1, scaled.dtype)
-        # Unchecked (XLA, training): a saturating cast, NaN -> 0 and clipping first,
-        # because float -> int casts of NaN or out-of-range values differ between CPUs,
-        # GPUs and TPUs.
-        safe = tf.clip_by_value(tf.where(tf.math.is_nan(rounded), tf.zeros_like(rounded),
-                                         rounded), -bound, bound)
-        return tf.cast(safe, tf.int32)
+        # Unchecked (XLA, training): a saturating cast, so that no finite value wraps
+        # around int32. A NaN stays NaN through the clip and casts to one fixed integer
+        # per platform (-2**31 on x86, 0 on ARM, GPUs and XLA): the training forward and
+        # its rebuild in the backward pass run on the same platform, so they agree, and
+        # the NaN reaches the gradients through F's recomputation, which the trainer turns
+        # into a non-finite loss (ClassificationTask). Mapping NaN to 0 first cost two
+        # more passes (IsNan, Select): 7 % of irevnet_cifar's mixed_bfloat16 step.
+        return tf.cast(tf.clip_by_value(rounded, -bound, bound), tf.int32)
 
     def _check(self, values, owner, what, dtype=None):
         """Asserts |values| < 2**30 and no NaN/Inf; [] where checks cannot run (XLA).
@@ -141,7 +164,7 @@ class FixedPoint:
         Reductions only, no element-wise temporaries: a full-size |values| per block kept
         20 MB more alive in irevnet_small's memory-saving gradient (graph mode, batch 32).
         """
-        if compiling_with_xla() or getattr(_STATE, "disabled", False):
+        if not self.checking():
             return []
         limit = tf.constant(STREAM_LIMIT, dtype or values.dtype)
         largest, smallest = tf.reduce_max(values), tf.reduce_min(values)
@@ -149,12 +172,31 @@ class FixedPoint:
         if values.dtype.is_floating:
             # A sum is NaN or Inf if any term is (finite terms this large fail the range).
             ok = tf.logical_and(ok, tf.math.is_finite(tf.reduce_sum(values)))
-        message = (f"{owner}: {what} is not finite or leaves the {_MARKER}'s range "
+            problem = "is not finite or leaves"
+        else:
+            problem = "leaves"
+        message = (f"{owner}: {what} {problem} the {_MARKER}'s range "
                    f"+-{self.max_value:g} (fraction_bits={self.fraction_bits}); if the values "
                    f"are finite, build the model with fewer fraction_bits (each one fewer "
                    f"doubles the range). Largest and smallest value in grid units:")
         return [tf.debugging.Assert(ok, [message, largest, smallest], name="check_stream_range")]
 
+    def _check_finite(self, values, owner, what):
+        """Asserts no NaN/Inf in `values` (one reduction); [] where checks cannot run."""
+        if not self.checking():
+            return []
+        ok = tf.math.is_finite(tf.reduce_sum(values))
+        message = (f"{owner}: {what} is not finite (NaN or Inf) in the {_MARKER}; the "
+                   f"model's weights or statistics hold NaN/Inf, or F overflowed its dtype.")
+        return [tf.debugging.Assert(ok, [message], name="check_stream_finite")]
+
+    @staticmethod
+    def checking():
+        """Whether the stream's checks run in the graph being built (not under XLA, not in
+        training; see the module docstring)."""
+        return not (compiling_with_xla() or getattr(_STATE, "disabled", False))
+
+    @_stream_op
     def quantize(self, x, owner="FixedPoint", what="the input"):
         """Floats -> int32 grid points `round(x * 2**k)`; integers pass through (checked)."""
         x = tf.convert_to_tensor(x)
@@ -162,6 +204,7 @@ class FixedPoint:
             return self.checked(tf.cast(x, tf.int32), owner, what)
         return self._to_int(self._scaled(x), owner, what)
 
+    @_stream_op
     def dequantize(self, n, dtype=tf.float32):
         """Grid points -> floats `n * 2**-k` in `dtype`; floats are returned as `dtype`."""
         n = tf.convert_to_tensor(n)
@@ -169,6 +212,7 @@ class FixedPoint:
             return tf.cast(n, dtype)
         return tf.cast(n, dtype) * tf.constant(1.0 / self.scale, dtype)
 
+    @_stream_op
     def checked(self, n, owner, what):
         """An int32 stream tensor after asserting that it is inside the range."""
         check = self._check(n, owner, what)
@@ -179,6 +223,7 @@ class FixedPoint:
 
     # --- the coupling ------------------------------------------------------------------------
 
+    @_stream_op
     def round_residual(self, f, like, owner="FixedPoint"):
         """F's output on the grid, in the representation of the stream tensor `like`.
 
@@ -189,23 +234,32 @@ class FixedPoint:
         """
         scaled = self._scaled(f)
         if _is_integer(like):
-            return self._to_int(scaled, owner, "F's output")
+            # One reduction (NaN/Inf) instead of a range check: the coupling's sum is
+            # range-checked right after (`add`, `subtract`), and a finite F beyond int32
+            # casts to -2**31 (x86) or saturates to +-(2**31 - 1) (ARM, GPUs), either of
+            # which puts the sum with a stream value (|n| < 2**30) outside the range. So
+            # every overflow is still an error naming the block, at 3 reductions per
+            # coupling instead of 5.
+            return self._to_int(scaled, owner, "F's output", finite_only=True)
         r = tf.round(scaled) / tf.constant(self.scale, scaled.dtype)
         f = tf.cast(f, r.dtype)
         return tf.cast(f + tf.stop_gradient(r - f), like.dtype)
 
+    @_stream_op
     def add(self, x, q, owner="FixedPoint"):
         """`x + q` on the stream: an exact integer sum, range-checked; floats add as floats."""
         if _is_integer(x):
             return self.checked(x + q, owner, "the coupling's sum")
         return x + q
 
+    @_stream_op
     def subtract(self, y, q, owner="FixedPoint"):
         """`y - q`, the inverse of `add`."""
         if _is_integer(y):
             return self.checked(y - q, owner, "the coupling's difference")
         return y - q
 
+    @_stream_op
     def quantize_straight_through(self, x):
         """Floats on the grid (values of `dequantize(quantize(x))`) with gradient 1."""
         x = tf.convert_to_tensor(x)
