@@ -153,9 +153,9 @@ def block_backward(block, outputs, output_grads, seed=None, variables=None, afte
         x2_float = block.grid.dequantize(x2, block.compute_dtype)
         with tf.GradientTape() as tape:
             tape.watch(x2_float)
+            # F in grid units (F * 2**k), as the forward's integer stream computed it.
             fx2 = block.residual(x2_float, training=True, dropout_seed=seed,
-                                 update_statistics=False)
-            # The rounding onto the grid has the straight-through gradient 1.
+                                 update_statistics=False, grid_units=True)
             fx2_for_gradient = tf.cast(fx2, grad_y1.dtype)
     inputs = block.unpad((block.first_input(y1, fx2), x2))
 
@@ -171,8 +171,11 @@ def block_backward(block, outputs, output_grads, seed=None, variables=None, afte
             f"of {block.name}, so their gradients would be lost; build the model with "
             f"reversible=False.")
     block_variables = [v for v in watched if v.ref() in variables]
+    # The rounding onto the grid has the straight-through gradient 1 in real units, so
+    # d y1 / d (F * 2**k) = 2**-k (a power of two: exact).
     grads = tape.gradient(fx2_for_gradient, [x2_float] + block_variables,
-                          output_gradients=grad_y1)
+                          output_gradients=grad_y1 * tf.constant(block.grid.step,
+                                                                 grad_y1.dtype))
     grad_x2_through_f, variable_grads = grads[0], grads[1:]
 
     # psi permutes values, so its adjoint is psi^-1; zero padding's adjoint drops the

@@ -46,6 +46,8 @@ class BatchNorm(keras.layers.BatchNormalization):
             into the statistics). For inputs that are grid points of a fixed-point format.
         relu: apply a ReLU to the output, in the dtype the kernel runs in, where
             TensorFlow fuses it into the batch norm (ReLU commutes with the cast after it).
+        output_scale: None, or a power of two s: return `s *` the normalised output,
+            exactly (in inference folded into gamma and beta; in training a multiply).
     """
 
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
@@ -53,13 +55,15 @@ class BatchNorm(keras.layers.BatchNormalization):
         super().__init__(axis=-1, momentum=momentum, epsilon=epsilon, **kwargs)
 
     def call(self, inputs, training=None, update_statistics=True, input_scale=None,
-             relu=False):
+             relu=False, output_scale=None):
         batch_statistics = bool(training) and self.trainable
         if inputs.dtype.is_integer and input_scale is None:
             raise ValueError(f"{self.name}: integer `inputs` (grid points) need their "
                              f"`input_scale`, the real value of one unit.")
         if self.compute_dtype not in FUSED_DTYPES or inputs.dtype.name == "float64":
             outputs = self._generic(inputs, batch_statistics, update_statistics, input_scale)
+            if output_scale is not None:
+                outputs = outputs * ops.cast(output_scale, outputs.dtype)
             return tf.nn.relu(outputs) if relu else outputs
         inputs = ops.cast(inputs, self._kernel_dtype(inputs))
         if batch_statistics:
@@ -69,7 +73,10 @@ class BatchNorm(keras.layers.BatchNormalization):
             if update_statistics:
                 self._update_statistics(self.moving_mean, self.moving_variance, mean, variance)
         else:
-            outputs = self._fused_inference(inputs, input_scale)
+            outputs = self._fused_inference(inputs, input_scale, output_scale)
+            output_scale = None  # Folded into gamma and beta.
+        if output_scale is not None:
+            outputs = outputs * ops.cast(output_scale, outputs.dtype)
         if relu:  # Before the cast: TensorFlow fuses it into the batch norm's kernel.
             outputs = tf.nn.relu(outputs)
         return ops.cast(outputs, self.compute_dtype)
@@ -107,10 +114,15 @@ class BatchNorm(keras.layers.BatchNormalization):
         )
         return ops.cast(outputs, self.compute_dtype)
 
-    def _fused_inference(self, inputs, input_scale):
+    def _fused_inference(self, inputs, input_scale, output_scale=None):
         """Moving-statistics normalisation in one fused op (see the module docstring)."""
         mean = tf.cast(self.moving_mean, tf.float32)
         variance = tf.cast(self.moving_variance, tf.float32)
+        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        if output_scale is not None:
+            # s * (x * g' + b') = x * (s g') + s b': exact for a power of two s.
+            gamma = gamma * float(output_scale)
+            beta = beta * float(output_scale)
         epsilon = float(self.epsilon)
         if input_scale is not None:
             # (s x - m) / sqrt(v + e) = (x - m / s) / sqrt(v / s^2 + e / s^2): exact for a
@@ -120,9 +132,8 @@ class BatchNorm(keras.layers.BatchNormalization):
             variance = variance * (inverse * inverse)
             epsilon = epsilon * inverse * inverse
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
-            mean=mean, variance=variance, epsilon=epsilon, data_format="NHWC",
-            is_training=False)
+            inputs, gamma, beta, mean=mean, variance=variance, epsilon=epsilon,
+            data_format="NHWC", is_training=False)
         return outputs
 
     def _fused_training(self, inputs):

@@ -168,20 +168,29 @@ class IRevBlock(keras.layers.Layer):
         c1 = self.input_halves[0]
         return merged[..., :c1], merged[..., c1:]
 
-    def residual(self, x2, training=None, dropout_seed=None, update_statistics=True):
-        """F on the (padded) second half: floats, or the integer stream's grid points, which
-        F's first batch norm takes directly (its statistics absorb the grid step)."""
+    def residual(self, x2, training=None, dropout_seed=None, update_statistics=True,
+                 grid_units=None):
+        """F on the (padded) second half.
+
+        x2 is floats, or the integer stream's grid points, which F's first batch norm takes
+        directly (its statistics absorb the grid step). With `grid_units` (default: for an
+        integer x2) F comes in grid units, `F * 2**k`, as the integer stream's `couple`
+        and `first_input` take it: the scale is folded into F's last batch norm.
+        """
+        if grid_units is None:
+            grid_units = x2.dtype.is_integer
+        scales = {"output_scale": self.grid.scale if grid_units else None}
         if x2.dtype.is_integer:
-            return self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
-                                   update_statistics=update_statistics,
-                                   input_scale=self.grid.step)
+            scales["input_scale"] = self.grid.step
         return self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
-                               update_statistics=update_statistics)
+                               update_statistics=update_statistics, **scales)
 
     def couple(self, pair, fx2):
-        """`(y2, y1) = (psi(x2), psi(x1) + [F(x2)])` for the padded pair and F(x2)."""
+        """`(y2, y1) = (psi(x2), psi(x1) + [F(x2)])` for the padded pair and F(x2) (in grid
+        units for an integer pair, as `residual` gives it)."""
         x1, x2 = pair
-        q = self.grid.round_residual(fx2, like=x1, owner=self.name)
+        q = self.grid.round_residual(fx2, like=x1, owner=self.name,
+                                     grid_units=x1.dtype.is_integer)
         return self.psi(x2), self.grid.add(self.psi(x1), q, owner=self.name)
 
     def second_input(self, y2):
@@ -195,8 +204,10 @@ class IRevBlock(keras.layers.Layer):
                          axis=-1)
 
     def first_input(self, y1, fx2):
-        """The padded x1 from y1 and F(x2): `psi^-1(y1 - [F(x2)])`."""
-        q = self.grid.round_residual(fx2, like=y1, owner=self.name)
+        """The padded x1 from y1 and F(x2): `psi^-1(y1 - [F(x2)])` (F in grid units for an
+        integer y1)."""
+        q = self.grid.round_residual(fx2, like=y1, owner=self.name,
+                                     grid_units=y1.dtype.is_integer)
         return self.psi.inverse(self.grid.subtract(y1, q, owner=self.name))
 
     def call(self, inputs, training=None, dropout_seed=None, update_statistics=True):

@@ -40,6 +40,12 @@ class Bottleneck(keras.layers.Layer):
         dropout_seed: optional int32 tensor of shape [2]; the same seed gives the same
             dropout mask, which the memory-saving gradient needs when it recomputes F.
         update_statistics: passed to the batch norms (see `BatchNorm`).
+        output_scale: None, or a power of two s: return `s * F` (an i-RevBlock's integer
+            stream takes F in grid units, F * 2**k). In inference (float32, bfloat16) it is
+            folded into the last batch norm's gamma and beta, which ReLU and the linear
+            conv3 carry through exactly, so F arrives on the grid's scale at no cost; in
+            training, and in float16 (whose range cannot hold it), F is cast to float32
+            and multiplied.
         input_scale: the real value of one unit of integer `inputs` (a power of two, the
             grid step 2**-k of an i-RevBlock's stream). In inference the grid points go,
             cast to the compute dtype, straight into the pre-activation batch norm, which
@@ -108,7 +114,7 @@ class Bottleneck(keras.layers.Layer):
         return (n, None if h is None else h + 2, None if w is None else w + 2, c)
 
     def call(self, inputs, training=None, dropout_seed=None, update_statistics=True,
-             input_scale=None):
+             input_scale=None, output_scale=None):
         norm_args = dict(training=training, update_statistics=update_statistics)
         h, input_scale = self._entry(inputs, training, input_scale)
         if self.preact_bn is not None:
@@ -123,8 +129,17 @@ class Bottleneck(keras.layers.Layer):
                 dropout_seed = self.seed_generator.next()
             h = tf.nn.experimental.stateless_dropout(
                 h, rate=self.dropout_rate, seed=tf.cast(dropout_seed, tf.int32))
-        h = self.bn2(h, relu=True, **norm_args)
-        return self.conv3(h)
+        if output_scale is None:
+            return self.conv3(self.bn2(h, relu=True, **norm_args))
+        if training or self.compute_dtype not in ("float32", "bfloat16"):
+            # In the variable dtype (float32, or float64) after the convolution: float16
+            # cannot hold F in grid units, and in training the memory-saving gradient
+            # recomputes these very ops.
+            f = tf.cast(self.conv3(self.bn2(h, relu=True, **norm_args)), self.variable_dtype)
+            return f * tf.constant(float(output_scale), self.variable_dtype)
+        # relu(s * x) = s * relu(x) for s > 0 and the convolution is linear, so scaling
+        # bn2's gamma and beta by the power of two s gives s * F exactly, for free.
+        return self.conv3(self.bn2(h, relu=True, output_scale=output_scale, **norm_args))
 
     def _entry(self, inputs, training, input_scale):
         """F's input in the compute dtype, and the scale its first batch norm still owes."""

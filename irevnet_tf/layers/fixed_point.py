@@ -224,14 +224,25 @@ class FixedPoint:
     # --- the coupling ------------------------------------------------------------------------
 
     @_stream_op
-    def round_residual(self, f, like, owner="FixedPoint"):
+    def round_residual(self, f, like, owner="FixedPoint", grid_units=False):
         """F's output on the grid, in the representation of the stream tensor `like`.
 
         An integer stream gets int32 grid points. A float stream (the plain-autodiff
         training path) gets floats equal to those grid points, with gradient 1: `f + (r - f)`
         is exactly r in IEEE arithmetic, since r - f is exact (r and f are within a
         factor of two, or r is 0) and r is representable.
+
+        `grid_units`: `f` is F * 2**k already (as `IRevBlock.residual` gives it to an
+        integer stream), so rounding is all that is left.
         """
+        if grid_units and _is_integer(like):
+            # F is F * 2**k already (in float32 or bfloat16, both exact for it): rounding
+            # to an integer in bfloat16 is exact too (every bfloat16 of magnitude >= 256 is
+            # an integer), so no cast to float32 and no multiply.
+            return self._to_int(tf.convert_to_tensor(f), owner, "F's output",
+                                finite_only=True)
+        if grid_units:
+            f = tf.convert_to_tensor(f) * tf.constant(self.step, f.dtype)
         scaled = self._scaled(f)
         if _is_integer(like):
             # One reduction (NaN/Inf) instead of a range check: the coupling's sum is
