@@ -1,9 +1,10 @@
 """`run_analyses`: the reconstruction, interpolation and separation analyses of one model.
 
 Everything that can be checked is checked before any analysis work or output: the analysis
-names, the numeric options, that the output directory can be written, that the model path
-holds a model, that the model supports the requested level and PNG-able images, and that the
-data have at least 2 examples of every class in both parts (for the separation analysis).
+names, the numeric options, that the model path holds a model, that the model supports the requested level and PNG-able images, and that the
+data have at least 2 examples of every class in both parts (for the separation analysis);
+then that the output directory can be written (creating it only once the inputs are known
+to be usable, so that a refused run leaves no empty directory).
 """
 
 import os
@@ -74,8 +75,6 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
     _check_positive_int(grid_examples, "grid_examples")
     if num_examples is not None:
         _check_positive_int(num_examples, "num_examples")
-    output_dir = output_files.prepare_output_dir(output_dir)
-
     if not isinstance(model, InvertibleModel):
         resolve_model_path(model)  # Fails on an empty or wrong path before any loading.
         model = load_invertible_model(model, batch_size=batch_size, image_size=image_size)
@@ -98,6 +97,7 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
                  model.source, examples.dataset, len(examples.train_labels),
                  len(examples.holdout_labels), model.image_shape)
 
+    output_dir = output_files.prepare_output_dir(output_dir)
     results = {"output_dir": output_dir}
     for number, name in enumerate(names, 1):
         logging.info("Analysis %d/%d: %s ...", number, len(names), name)

@@ -56,7 +56,8 @@ def test_saved_model_export_end_to_end(serving_base_dir, tmp_path):
 
 
 def _assert_nothing_written(directory):
-    assert not os.path.exists(directory) or os.listdir(directory) == []
+    """A refused run leaves no output directory behind, not even an empty one."""
+    assert not os.path.exists(directory)
 
 
 def test_unknown_analysis_names_fail_first(tmp_path):
@@ -70,6 +71,9 @@ def test_unknown_analysis_names_fail_first(tmp_path):
 
 
 def test_model_path_with_nothing_in_it(tmp_path):
+    with pytest.raises((ValueError, FileNotFoundError), match="missing_model"):
+        run_analyses(str(tmp_path / "missing_model"), str(tmp_path / "out"))
+    _assert_nothing_written(tmp_path / "out")
     (tmp_path / "empty_model").mkdir()
     with pytest.raises(ValueError, match="holds nothing to load"):
         run_analyses(str(tmp_path / "empty_model"), str(tmp_path / "out"))
