@@ -103,10 +103,8 @@ def run_quickstart(output_dir, **recipe_overrides):
         "export": version_dir,
         "analysis": analysis_dir,
         "analysis_summary": analyses["summary_json"],
-        # Only what was written (the separation plot needs matplotlib).
-        "analysis_figures": [path for path, _ in analyses["written"]
-                             if path.endswith(".png") and "_pair_" not in path
-                             and not path.endswith("_grid.png")],
+        # Every figure written (each labelled; the unlabelled exact grids are not asked for).
+        "analysis_figures": [path for path, _ in analyses["written"] if path.endswith(".png")],
     }
     files.write_text(os.path.join(output_dir, "quickstart_summary.json"),
                      json.dumps(summary, indent=2), what="the quickstart summary")

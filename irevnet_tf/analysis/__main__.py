@@ -37,6 +37,9 @@ flags.DEFINE_integer("batch_size", 64, "Examples per model call.", lower_bound=1
 flags.DEFINE_integer("image_size", None, "Image height and width (default: the model's).",
                      lower_bound=1)
 flags.DEFINE_string("train_split", "train", "Training split (datasets other than digits).")
+flags.DEFINE_bool("exact_grids", False, "Also write reconstructions_grid.png and "
+                  "interpolation_pair_K.png: unlabelled exact pixel grids (one PNG pixel per "
+                  "image pixel) for programs; the labelled figures are written either way.")
 flags.DEFINE_string("holdout_split", "validation", "Held-out split (datasets other than "
                     "digits).")
 
@@ -65,7 +68,8 @@ def main(argv):
             data_dir=values.data_dir, num_examples=values.num_examples, pairs=values.pairs,
             steps=values.steps, level=values.level, analyses=values.analyses,
             batch_size=values.batch_size, image_size=values.image_size,
-            train_split=values.train_split, holdout_split=values.holdout_split)
+            train_split=values.train_split, holdout_split=values.holdout_split,
+            exact_grids=values.exact_grids)
     except files.WriteError as error:  # Disk full etc.: one line naming the file.
         raise SystemExit(f"error: {error}") from None
     except (ValueError, FileNotFoundError) as error:
