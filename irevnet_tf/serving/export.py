@@ -20,6 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from irevnet_tf import files
+from irevnet_tf import machine
 from irevnet_tf.serving import signatures as signatures_lib
 from irevnet_tf.serving import warmup as warmup_lib
 from irevnet_tf import model_files as model_dir_lib
@@ -188,6 +189,8 @@ def _write_metadata(saved_model_dir, module, run_config, version):
         "compute_dtype": module.model.dtype_policy.compute_dtype,
         "crop_fraction": module.crop_fraction,
         "top_k": module.top_k,
+        # The kernel-choosing settings of the exporting machine (irevnet_tf.machine).
+        machine.EXPORT_KEY: machine.describe(),
         "signatures": {
             name: {
                 "inputs": {spec.name: spec.dtype.name for spec in function.input_signature},
