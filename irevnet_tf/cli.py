@@ -20,8 +20,8 @@ library user.
 
 import functools
 import logging as std_logging
-import re
 import os
+import re
 import sys
 
 from absl import app
