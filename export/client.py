@@ -8,21 +8,21 @@ Image files go to classify_image_bytes; .npy arrays (pixels in [0, 255], NHWC, o
 for decode) to the other signatures. `--output` saves the answer's arrays as .npz.
 """
 
-from absl import app, flags
+from absl import flags
 
-# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
-IREVNET_TF_COMMAND_LINE = True
-
-from irevnet_tf import cli  # noqa: E402
+from irevnet_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "REST (port 8501) or gRPC (8500).")
 flags.DEFINE_string("server", "localhost:8501", "Server address (host:port or REST URL).")
 flags.DEFINE_string("model_name", "irevnet", "TF Serving MODEL_NAME.")
-flags.DEFINE_integer("model_version", None, "Version to address (default: the latest).")
+flags.DEFINE_integer("model_version", None, "Version to address (default: the latest).",
+                     lower_bound=1)
 flags.DEFINE_enum("signature", "classify", ["classify", "serving_default",
                   "classify_image_bytes", "encode", "decode", "encode_stages"], "Signature.")
 flags.DEFINE_float("timeout", 30.0, "Seconds per request.")
+flags.register_validator("timeout", lambda seconds: seconds > 0,
+                         message="must be a number of seconds > 0.")
 flags.DEFINE_string("output", None, "Write the answer's arrays to this .npz file.")
 
 
@@ -30,15 +30,16 @@ def main(argv):
     from irevnet_tf.serving import client as client_lib  # Deferred: --help stays fast.
     from irevnet_tf.serving import client_inputs
 
+    # Before the request, not after it; a PathFlagError leaves through cli.run (one line,
+    # exit status 2).
+    cli.check_file_flag("output", FLAGS.output)
     try:
-        cli.check_file_flag("output", FLAGS.output)  # Before the request, not after it.
         inputs = client_inputs.load_inputs(FLAGS.signature, argv[1:])
         client = client_lib.make_client(FLAGS.protocol, FLAGS.server,
                                         model_name=FLAGS.model_name,
                                         version=FLAGS.model_version, timeout=FLAGS.timeout)
         outputs = client.predict(client_inputs.signature_name(FLAGS.signature), inputs)
     except (client_lib.ServingError, FileNotFoundError, ImportError, ValueError) as error:
-        # (cli.PathFlagError is a ValueError.)
         raise SystemExit(f"error: {error}") from None
     print(client_inputs.summarise(outputs))
     if FLAGS.output:
@@ -49,5 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.quiet_tensorflow()
-    app.run(main)
+    cli.run(main)

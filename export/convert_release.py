@@ -11,18 +11,11 @@ torch and runs no code from the checkpoint. All logic lives in
 
 import json
 
-# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
-IREVNET_TF_COMMAND_LINE = True
+from absl import app, flags, logging
 
-from irevnet_tf import cli  # noqa: E402
-
-if __name__ == "__main__":
-    cli.quiet_tensorflow()  # Before the conversion modules import TensorFlow.
-
-from absl import app, flags, logging  # noqa: E402
-
-from irevnet_tf import configs  # noqa: E402
-from irevnet_tf.conversion import release  # noqa: E402
+from irevnet_tf import cli
+from irevnet_tf import configs
+from irevnet_tf.conversion import release
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "The release's torch.save file (e.g. the authors' "
@@ -45,26 +38,24 @@ def _parse_overrides(text):
     try:
         overrides = json.loads(text)
     except json.JSONDecodeError as error:
-        raise app.UsageError(f"--overrides must be a JSON object, got {text!r} ({error}).")
+        raise cli.FlagValueError(f"--overrides must be a JSON object, got {text!r} ({error}).")
     if not isinstance(overrides, dict):
-        raise app.UsageError(f"--overrides must be a JSON object, got {text!r}.")
+        raise cli.FlagValueError(f"--overrides must be a JSON object, got {text!r}.")
     return overrides
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        cli.check_file_flag("checkpoint", FLAGS.checkpoint, must_exist=True)
-        cli.check_file_flag("output", FLAGS.output)
-    except cli.PathFlagError as error:
-        logging.error("%s", error)
-        return 1
+    # Every flag before anything is read or written; a bad one leaves through cli.run (one
+    # line, exit status 2).
+    cli.check_file_flag("checkpoint", FLAGS.checkpoint, must_exist=True)
+    cli.check_file_flag("output", FLAGS.output)
+    overrides = _parse_overrides(FLAGS.overrides)
     try:
         summary = release.convert_release(
             FLAGS.checkpoint, FLAGS.output, config_name=FLAGS.config,
-            overrides=_parse_overrides(FLAGS.overrides), overwrite=FLAGS.overwrite,
-            reader=FLAGS.reader)
+            overrides=overrides, overwrite=FLAGS.overwrite, reader=FLAGS.reader)
     except (ValueError, OSError) as error:  # OSError: FileExistsError, files.WriteError.
         # Refusals (a checkpoint that does not fit, an existing output, a corrupt file)
         # are messages for the user, not crashes: no traceback, exit status 1.
@@ -83,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -11,10 +11,7 @@ classify_image_bytes, encode, decode, encode_stages; see irevnet_tf/serving/sign
 
 from absl import app, flags, logging
 
-# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
-IREVNET_TF_COMMAND_LINE = True
-
-from irevnet_tf import cli  # noqa: E402
+from irevnet_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trainer's model directory, or a .keras file.")
@@ -22,8 +19,9 @@ flags.DEFINE_string("export_dir", None, "Directory TF Serving watches; versions 
 flags.DEFINE_integer("version", None, "Version to write (default: next free integer).",
                      lower_bound=1)
 flags.DEFINE_boolean("overwrite", False, "Replace an existing version.")
-flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests "
-                     "(needs tensorflow-serving-api; --nowarmup to skip).")
+flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests when "
+                     "tensorflow-serving-api is installed (without it the export is written "
+                     "without them, said in one line); --nowarmup to skip them.")
 flags.DEFINE_string("model_name", "irevnet", "TF Serving MODEL_NAME the warm-up requests use.")
 flags.DEFINE_float("crop_fraction", 0.875, "Centre crop of classify_image_bytes (fraction of "
                    "the shorter side) before the resize to the model's image size.")
@@ -42,17 +40,18 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        # --model_dir may be a directory or a .keras file; --export_dir is a directory.
-        cli.check_directory_flag("export_dir", FLAGS.export_dir)
-    except cli.PathFlagError as error:
-        cli.exit_with_error(error)
-    from irevnet_tf.serving import export  # Deferred: --help stays fast.
+    # Path flags before anything is read or written; a PathFlagError leaves through cli.run
+    # (one line, exit status 2). --model_dir may be a directory or a .keras file.
+    cli.check_existing_flag("model_dir", FLAGS.model_dir,
+                            "a trainer's model directory or a .keras file")
+    cli.check_directory_flag("export_dir", FLAGS.export_dir)
+    from irevnet_tf.serving import export
 
     try:
         path = export.export_model_path(
             FLAGS.model_dir, FLAGS.export_dir, version=FLAGS.version,
-            overwrite=FLAGS.overwrite, warmup=FLAGS.warmup, model_name=FLAGS.model_name,
+            overwrite=FLAGS.overwrite, warmup=None if FLAGS.warmup else False,
+            model_name=FLAGS.model_name,
             crop_fraction=FLAGS.crop_fraction, precision=FLAGS.precision,
             inference_chunk=FLAGS.inference_chunk or None)
     except (OSError, ImportError, ValueError) as error:  # OSError: files.WriteError too.
@@ -62,5 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.quiet_tensorflow()
-    app.run(main)
+    cli.run(main)

@@ -1,7 +1,8 @@
 """irevnet_tf: i-RevNet, the exactly invertible deep network, as Keras 3 layers and models."""
 
 import importlib
-import sys
+
+from irevnet_tf import environment as _environment
 
 __version__ = "0.1.0"
 
@@ -27,17 +28,11 @@ def __dir__():
     return sorted(list(globals()) + __all__)
 
 
-def _command_line_starting():
-    """True while one of the package's command lines starts: `python -m irevnet_tf.<x>`
-    (while runpy imports the package, sys.argv[0] is "-m") or a repository script that set
-    `IREVNET_TF_COMMAND_LINE = True` before importing irevnet_tf."""
-    main = sys.modules.get("__main__")
-    return sys.argv[:1] == ["-m"] or getattr(main, "IREVNET_TF_COMMAND_LINE", False)
+# TensorFlow's logging defaults (see irevnet_tf/environment.py) must be set before TensorFlow
+# loads, which happens just below.
+_environment.set_tensorflow_defaults()
 
-
-# A library user gets everything (and the Keras registrations that `keras.saving.load_model`
-# needs) on `import irevnet_tf`. A command line defers TensorFlow until irevnet_tf.cli has set
-# up its logging; `cli.quiet_tensorflow` then imports these.
-if not _command_line_starting():
-    for _name in __all__:
-        __getattr__(_name)
+# Everything (and the Keras registrations that `keras.saving.load_model` needs) on
+# `import irevnet_tf`, the same way however Python was started.
+for _name in __all__:
+    __getattr__(_name)

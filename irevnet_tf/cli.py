@@ -1,38 +1,31 @@
-"""Quiet command lines: what every entry point (trainer, quickstart, analysis, export) calls
-first, before TensorFlow is imported.
+"""What every command line (trainer, quickstart, analysis, export, release converter, client)
+shares: `run(main)` in place of absl's `app.run`, path-flag checks, and one-line errors.
 
-TensorFlow prints machine-specific chatter that tells a user nothing about their run: on a
-CPU-only machine "Could not find cuda drivers" twice and an *error-level* "failed call to
-cuInit"; the CPU-feature banner; during export "... unsupported characters which will be
-renamed" per layer and "Assets written to: <temp folder>"; while saving checkpoints
-"Sharding callback duration". `quiet_tensorflow()` removes exactly these lines, matched by
-message, and nothing else:
+`run(main)`:
+- turns every bad flag value into one line on stderr, `error: --flag=...: what is accepted`,
+  and exit status 2, whether absl refuses it while parsing (a wrong type, a value outside
+  an enum or a bound, a missing required flag, an unknown flag) or `main` does
+  (`FlagValueError`, which the trainer's `FlagError` and `PathFlagError` are, or absl's
+  `app.UsageError`): a command checks its flags before it writes anything, so a usage
+  error leaves nothing behind;
+- exits 0 after `--help` (`--helpfull`, `-h`, `-?`) prints the usage; absl exits 1;
+- drops TensorFlow's own Python log records about its internals (`PYTHON_NOISE`: "... will
+  be renamed" per layer during export, "Assets written to: <temp folder>", "Sharding
+  callback duration"), by a filter on absl's and TensorFlow's loggers.
 
-- `TF_CPP_MIN_LOG_LEVEL=1` (C++ INFO off, warnings and errors kept), only when the user has
-  not set it;
-- the C++ lines printed while TensorFlow loads and probes its devices (before absl's C++
-  logging reads any setting, so no setting silences them) are captured from file
-  descriptor 2 and replayed without the lines matching `NATIVE_NOISE`;
-- Python log records matching `PYTHON_NOISE` are dropped by a filter on absl's logger.
-
-Library code never calls this: it only changes a process that a command line owns.
+TensorFlow's C++ start-up lines are not touched here: `import irevnet_tf` sets their level
+before TensorFlow loads (irevnet_tf/environment.py), the same for a command line and a
+library user.
 """
 
+import functools
 import logging as std_logging
 import os
 import re
 import sys
-import tempfile
 
-# C++ lines with no meaning for a user: CUDA probes on machines without a GPU driver and
-# the CPU-instruction banner. Only whole lines matching one of these are dropped.
-NATIVE_NOISE = re.compile(
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|cudart_stub\.cc.*Could not find cuda drivers"
-    r"|failed call to cuInit: .*(UNKNOWN ERROR \(303\)|CUDA_ERROR_NO_DEVICE)"
-    r"|cpu_feature_guard\.cc"
-    r"|^To enable the following instructions: .* rebuild TensorFlow"
-    r"|oneDNN custom operations are on")
+from absl import app
+from absl import flags
 
 # Python (absl/tf) log records about TensorFlow's own internals, dropped by message.
 PYTHON_NOISE = re.compile(
@@ -42,6 +35,16 @@ PYTHON_NOISE = re.compile(
     r"|^Writing fingerprint to "
     r"|^Fingerprint not found\. Saved model loading will continue\."
     r"|^path_and_singleprint metric could not be logged")
+
+# absl's help flags: short help lists the main module's flags, full help every flag.
+SHORT_HELP = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+FULL_HELP = ("--helpfull", "-helpfull")
+USAGE_ERROR_EXIT_CODE = 2
+
+
+class FlagValueError(ValueError):
+    """A command-line flag has a value the command cannot use. The message names the flag
+    (`--name=value ...`) and what it accepts; `run` prints it as one line, exit status 2."""
 
 
 class _DropNoise(std_logging.Filter):
@@ -73,48 +76,47 @@ def install_log_filter():
         handler.addFilter(_FILTER)
 
 
-def _without_noise(text):
-    return "".join(line for line in text.splitlines(keepends=True)
-                   if not NATIVE_NOISE.search(line))
+def parse_flags(argv):
+    """absl's flag parsing with one-line errors (exit 2) and a help that exits 0."""
+    for argument in argv[1:]:
+        if argument == "--":
+            break
+        if argument in SHORT_HELP or argument in FULL_HELP:
+            app.usage(shorthelp=argument in SHORT_HELP, writeto_stdout=True, exitcode=0)
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:  # Names the flag and, for enums and bounds, what it takes.
+        exit_with_error(_with_accepted_values(str(error)))
 
 
-def quiet_tensorflow():
-    """Imports TensorFlow with its machine-specific noise removed (see the module doc).
+def _with_accepted_values(message):
+    """absl's parse error, plus what the flag accepts when absl left it out (a value of the
+    wrong type: "flag --batch_size=abc: invalid literal for int() ...")."""
+    match = re.match(r"flag --(\w+)=", message)
+    if not match or match.group(1) not in flags.FLAGS:
+        return message
+    accepted = flags.FLAGS[match.group(1)].parser.syntactic_help
+    if not accepted or accepted in message:
+        return message
+    return f"{message.rstrip('.')}; --{match.group(1)} takes {accepted}."
 
-    Call it at the top of a command line's `main` module, before anything imports
-    TensorFlow. When TensorFlow is already imported it only installs the log filter.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    if "tensorflow" not in sys.modules:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile(mode="w+b") as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                import tensorflow as tf
-                # The device probe (cuInit) prints its line here rather than mid-run.
-                tf.config.list_physical_devices()
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                captured.seek(0)
-                text = _without_noise(captured.read().decode("utf-8", "replace"))
-                if text:
-                    sys.stderr.write(text)
-                    sys.stderr.flush()
+
+def _main_with_one_line_errors(main, argv):
     install_log_filter()
-    # The package's public names and Keras registrations, deferred by irevnet_tf/__init__.py
-    # while a command line starts.
-    import irevnet_tf
+    try:
+        return main(argv)
+    except (FlagValueError, app.UsageError) as error:
+        exit_with_error(error)
 
-    for name in irevnet_tf.__all__:
-        getattr(irevnet_tf, name)
+
+def run(main):
+    """`absl.app.run(main)` with the behaviour described in the module docstring."""
+    app.run(functools.partial(_main_with_one_line_errors, main), flags_parser=parse_flags)
 
 
 # --- Path flags and one-line errors ---------------------------------------------------------
 
-class PathFlagError(ValueError):
+class PathFlagError(FlagValueError):
     """A path flag names the wrong kind of thing (a file for a directory or the reverse)."""
 
 
@@ -163,7 +165,16 @@ def check_file_flag(flag, path, must_exist=False):
                             "Nothing was written.")
 
 
-def exit_with_error(message, exitcode=2):
+def check_existing_flag(flag, path, what):
+    """Raises PathFlagError (naming `--flag` and `what` it must name) when local `path` is
+    empty or does not exist. Remote paths are left to TensorFlow."""
+    if not path:
+        raise PathFlagError(f"--{flag} is required: {what}.")
+    if not _is_remote(path) and not os.path.exists(path):
+        raise PathFlagError(f"--{flag}={path} does not exist; it must name {what}.")
+
+
+def exit_with_error(message, exitcode=USAGE_ERROR_EXIT_CODE):
     """Ends a command line with one line on stderr, `error: <message>`, and `exitcode` (2:
     a usage error), instead of absl's full usage text or a traceback."""
     sys.stderr.write(f"error: {' '.join(str(message).split())}\n")

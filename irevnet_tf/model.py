@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from irevnet_tf import reversible as reversible_lib
-from irevnet_tf.layers import validation
+from irevnet_tf.layers import decode_input, validation
 from irevnet_tf.layers.batch_norm import BatchNorm
 from irevnet_tf.layers.block import IRevBlock
 from irevnet_tf.layers.bottleneck import release_initializer
@@ -467,6 +467,10 @@ class IRevNet(keras.Model):
             raise TypeError(f"{self.name}.decode: `phi` must be int32 grid points (from "
                             f"encode) or floating-point features, got dtype {phi.dtype.name}.")
         validation.check_channels(phi, 2 * self.channels[-1], "phi", f"{self.name}.decode")
+        # Values a caller got wrong (out of range, NaN), named in the caller's units before
+        # any cast; an overflow inside the stack stays FixedPoint's to report.
+        phi = decode_input.check_values(phi, self.grid.fraction_bits, f"{self.name}.decode",
+                                        "phi")
         if phi.dtype.is_floating and phi.dtype != tf.float64:
             # float64 passes as it is: it holds every grid point, float32 only small ones.
             phi = tf.cast(phi, self.float_dtype)

@@ -29,6 +29,7 @@ from absl import logging
 
 from irevnet_tf import configs
 from irevnet_tf import files
+from irevnet_tf import machine
 from irevnet_tf.data.info import IMAGENET_MEAN, IMAGENET_STD
 from irevnet_tf.layers.normalization import PixelNormalization
 
@@ -439,6 +440,8 @@ def save_keras_model(model, run_config, path, what=None):
     with files.atomic_path(path, what=what, suffix=".keras") as temporary:
         try:
             keras.saving.save_model(model, temporary)
+            # What chose F's kernels here, for a decoder elsewhere to compare with.
+            machine.add_to_keras_file(temporary)
         except files.WRITE_ERRORS:
             raise
         except Exception as error:  # Keras may wrap the OS error (e.g. zipfile's).

@@ -2,10 +2,14 @@
 the model), so a new model argument is accepted by name and a removed one refused."""
 
 import inspect
+import re
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from irevnet_tf import IRevNet, configs
+from irevnet_tf import IRevNet, build_irevnet, configs
+from irevnet_tf.training import trainer
 
 
 class _Model:
@@ -41,3 +45,59 @@ def test_unknown_override_names_the_accepted_ones():
     with pytest.raises(ValueError, match=r"unknown override\(s\) depth; accepted: blocks, "
                                          r"strides, channels"):
         configs.get_config("irevnet_tiny", depth=3)
+
+
+def _trainable(model):
+    return sum(int(np.prod(variable.shape)) for variable in model.trainable_weights)
+
+
+def _readme_counts():
+    """`{configuration: trainable parameters}` as README.md's "Named configurations" states."""
+    from tests.test_readme import readme_text
+
+    line = next(line for line in readme_text().split("\n- ")
+                if line.startswith("Named configurations"))
+    return {name: int(count.replace(",", "")) for name, count in re.findall(
+        r"`(irevnet\w*)` \([^)]*?([\d,]{5,})", line)}
+
+
+@pytest.mark.parametrize("name", ["irevnet_cifar", "irevnet_small", "irevnet_tiny"])
+def test_readme_parameter_counts_are_the_trainable_ones(name):
+    """README, `summary()`'s "Trainable params" and the trainer's log give one count."""
+    counts = _readme_counts()
+    assert set(counts) == {"irevnet301", "irevnet_cifar", "irevnet_small", "irevnet_tiny"}
+    model = build_irevnet(name)
+    model(tf.zeros([1, *model.image_shape]))
+    assert counts[name] == _trainable(model)
+    assert trainer.describe_parameters(model, name) == f"{counts[name]:,} trainable parameters"
+    # count_params() adds the batch-norm statistics; README says so beside the numbers.
+    statistics = sum(int(np.prod(v.shape)) for v in model.non_trainable_weights)
+    assert model.count_params() == counts[name] + statistics
+    if name == "irevnet_cifar":  # The other two numbers README quotes.
+        from tests.test_readme import readme_text
+
+        wide = build_irevnet(name, num_classes=1000)
+        wide(tf.zeros([1, *wide.image_shape]))
+        text = " ".join(readme_text().split())  # Wherever the lines break.
+        assert f"({model.count_params():,} for irevnet_cifar)" in text
+        assert f"irevnet_cifar then has {_trainable(wide):,})" in text
+
+
+@pytest.mark.slow
+def test_readme_parameter_count_of_irevnet301():
+    model = build_irevnet("irevnet301")
+    model(tf.zeros([1, *model.image_shape]))
+    assert _readme_counts()["irevnet301"] == _trainable(model)
+
+
+def test_trainer_log_says_the_class_count_when_it_is_not_the_configurations():
+    """Synthetic data have 1000 classes: irevnet_tiny's classifier then grows by
+    (1000 - 10) x (features + 1) parameters, and the log says why the count moved."""
+    base = build_irevnet("irevnet_tiny")
+    wide = build_irevnet("irevnet_tiny", num_classes=1000)
+    for model in (base, wide):
+        model(tf.zeros([1, *model.image_shape]))
+    features = 2 * base.channels[-1]
+    expected = _trainable(base) + (1000 - 10) * (features + 1)
+    assert trainer.describe_parameters(wide, "irevnet_tiny") == (
+        f"{expected:,} trainable parameters, 1000 classes (irevnet_tiny has 10)")

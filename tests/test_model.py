@@ -144,6 +144,38 @@ def test_out_of_range_values_are_a_clear_error():
         build_irevnet("irevnet_tiny", fraction_bits=40)
 
 
+def test_decode_input_errors_name_the_problem_in_the_callers_units():
+    """decode's own input checks (eager: DecodeInputError; in a tf.function the same text):
+    grid points out of range in grid units, float features in real units, NaN/Inf said;
+    an in-range Phi that overflows inside the stack keeps FixedPoint's message."""
+    model = build_irevnet("irevnet_tiny")
+    phi = model.encode(tf.zeros([1, 32, 32, 3])).numpy()
+    limit = 2 ** 30
+    real_limit = limit / 2 ** 18  # The default fraction_bits: 4096.
+    for largest in (limit, -2 ** 31):
+        features = phi.copy()
+        features[0, 0, 0, 0] = largest
+        pattern = rf"up to \|n\| = {abs(largest)}; the exact stream accepts \|n\| < {limit}"
+        with pytest.raises(irevnet_tf.layers.DecodeInputError, match=pattern):
+            model.decode(features)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+            tf.function(model.decode)(tf.constant(features))
+    floats = model.dequantize(phi).numpy()
+    floats[0, 1, 1, 1] = -5000.0
+    with pytest.raises(irevnet_tf.layers.DecodeInputError,
+                       match=rf"up to \|x\| = 5000; the exact stream accepts \|x\| < "
+                             rf"{real_limit:g}"):
+        model.decode(floats)
+    floats[0, 1, 1, 1] = np.nan
+    with pytest.raises(irevnet_tf.layers.DecodeInputError, match="NaN or Inf"):
+        model.decode(floats)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
+        tf.function(model.decode)(tf.constant(floats))
+    # In range as given, out of range inside: the model's overflow, as before.
+    with pytest.raises(irevnet_tf.layers.StreamRangeError, match="fewer fraction_bits"):
+        model.decode(np.full_like(phi, limit - 1))
+
+
 def test_bad_input_is_named():
     model = build_irevnet("irevnet_tiny")
     with pytest.raises(ValueError, match=r"images.*multiples of 8"):

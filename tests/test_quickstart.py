@@ -38,5 +38,10 @@ def test_quickstart_command_keeps_its_promises(tmp_path):
     analysed = json.loads((output / "analysis" / "reconstructions.json").read_text())
     assert analysed["max_relative_error"] == pytest.approx(
         summary["exported_round_trip_max_error"], rel=1e-5)
+    # Every figure written is named on the "figures:" line (no unlabelled strips beside).
+    analyses_line = next(line for line in completed.stdout.splitlines()
+                         if line.startswith("Analyses:"))
+    pngs = [name for name in os.listdir(output / "analysis") if name.endswith(".png")]
+    assert pngs and all(name in analyses_line for name in pngs), (pngs, analyses_line)
     image = tf.io.decode_png(tf.io.read_file(str(output / "analysis" / "reconstructions.png")))
     assert image.shape[0] > 32 and image.shape[1] > 32

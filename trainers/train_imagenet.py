@@ -17,24 +17,17 @@ and the loop itself is irevnet_tf/training/trainer.py. docs/training.md explains
 import os
 import sys
 
-# Tells irevnet_tf to defer TensorFlow until cli.quiet_tensorflow (irevnet_tf/__init__.py).
-IREVNET_TF_COMMAND_LINE = True
+from absl import app
+from absl import flags
+from absl import logging
 
-from irevnet_tf import cli  # noqa: E402
-
-cli.quiet_tensorflow()  # Before TensorFlow is imported (below, through irevnet_tf).
-
-from absl import app  # noqa: E402 (after the quiet TensorFlow import)
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-
-from irevnet_tf.data import InputDataError  # noqa: E402
-from irevnet_tf.training import flags as training_flags  # noqa: E402
-from irevnet_tf.training import trainer  # noqa: E402
-from irevnet_tf.training.errors import (CheckpointMismatchError, FlagError,  # noqa: E402
-                                        LostWorkerError, NoAcceleratorError,
-                                        NonFiniteLossError, UnreadableCheckpointError,
-                                        WriteError)
+from irevnet_tf import cli
+from irevnet_tf.data import InputDataError
+from irevnet_tf.training import flags as training_flags
+from irevnet_tf.training import trainer
+from irevnet_tf.training.errors import (CheckpointMismatchError, LostWorkerError,
+                                        NoAcceleratorError, NonFiniteLossError,
+                                        UnreadableCheckpointError, WriteError)
 
 training_flags.define_flags()
 # `--help` lists the flags of this script's key modules only: the training flags are.
@@ -50,11 +43,10 @@ PREEMPTED_EXIT_CODE = 143
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # A FlagError (bad flag value) leaves through cli.run: one line, exit status 2.
+    config = training_flags.config_from_flags(FLAGS)
     try:
-        config = training_flags.config_from_flags(FLAGS)
         result = trainer.train(config)
-    except FlagError as error:
-        cli.exit_with_error(error)  # One line naming the flag, not the whole usage.
     except (NoAcceleratorError, NonFiniteLossError, CheckpointMismatchError,
             InputDataError, UnreadableCheckpointError, WriteError, LostWorkerError) as error:
         logging.error("%s", error)
@@ -72,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -104,13 +104,16 @@ def reconstruction_figure(path, originals, reconstructions, labels, max_abs_erro
     return save_png(figure, path)
 
 
-def interpolation_figure(path, representation_rows, pixel_rows, pair_labels, t, title=""):
+def interpolation_figure(path, representation_rows, pixel_rows, pair_labels, t, title="",
+                         caption=""):
     """`interpolations.png`: two labelled panels side by side, one row per pair and one
     column per t: decode((1 - t) Phi(a) + t Phi(b)) on the left, (1 - t) a + t b on the
-    right."""
+    right; `caption` (up to two lines) below them."""
     pairs, steps = len(representation_rows), len(t)
     panel_width = CELL_INCHES * steps
-    figure = _figure(1.1 + 2 * panel_width + 0.6 + 0.3, 1.3 + CELL_INCHES * pairs + 0.3)
+    caption_inches = 0.45 if caption else 0.0
+    figure = _figure(1.1 + 2 * panel_width + 0.6 + 0.3,
+                     1.3 + CELL_INCHES * pairs + 0.3 + caption_inches)
     height = figure.get_figheight()
     panels = (("Walk in the representation:  decode((1 - t) Phi(a) + t Phi(b))",
                representation_rows),
@@ -121,7 +124,8 @@ def interpolation_figure(path, representation_rows, pixel_rows, pair_labels, t, 
     for number, (panel_title, rows) in enumerate(panels):
         left = left_margin + number * (width + gap)
         grid = figure.add_gridspec(pairs, steps, left=left, right=left + width,
-                                   top=1 - 1.0 / height, bottom=0.3 / height,
+                                   top=1 - 1.0 / height,
+                                   bottom=(0.3 + caption_inches) / height,
                                    wspace=0.05, hspace=0.08)
         for pair in range(pairs):
             for step in range(steps):
@@ -137,6 +141,9 @@ def interpolation_figure(path, representation_rows, pixel_rows, pair_labels, t, 
                     va="bottom", fontsize=10, weight="bold")
     if title:
         figure.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=9)
+    if caption:
+        figure.text(0.5, 0.08 / height, caption, ha="center", va="bottom", fontsize=7,
+                    wrap=True)
     return save_png(figure, path)
 
 

@@ -4,11 +4,19 @@ For a pair of images (a, b) of different classes and t in linspace(0, 1, steps),
 representation row is decode((1 - t) Phi(a) + t Phi(b)) and the pixel row is
 (1 - t) a + t b. `interpolations.png` is the labelled figure for people: the representation
 walks and the pixel walks as two panels side by side, one row per pair (named by its
-classes), one column per t (`figures.interpolation_figure`). Each pair is also written as
-an exact pixel strip `interpolation_pair_K.png` of 2 rows (the representation row above the
-pixel row) by `steps` columns, and `interpolations.json` lists the pairs, their classes, the
-t values and the files. At t = 0 and 1 the representation row is
+classes), one column per t (`figures.interpolation_figure`), and `interpolations.json`
+lists the pairs, their classes, the t values and the files. With `exact_strips=True` (for
+programs: the figure's cells are resampled) each pair is also written as an exact,
+unlabelled pixel strip `interpolation_pair_K.png` of 2 rows (the representation row above
+the pixel row) by `steps` columns. At t = 0 and 1 the representation row is
 decode(Phi(a)) and decode(Phi(b)) exactly, i.e. the images themselves up to rounding.
+
+In between, the representation walk is not expected to look like a blend: i-RevNet's Phi
+is trained only to classify, never to be smooth, so a straight line between two Phis
+can leave the set of Phis of natural images and decode to high-frequency (e.g.
+checkerboard) patterns that the invertible down-sampling spreads over the image. The
+paper's interpolations are of ImageNet models; small models on small images show this
+more. `INTERPOLATION_CAPTION` says so under the figure.
 """
 
 import os
@@ -20,6 +28,12 @@ from irevnet_tf.analysis import figures, image_grid, output_files
 OVERVIEW_FILE = "interpolations.png"
 STRIP_FILE = "interpolation_pair_{}.png"
 JSON_FILE = "interpolations.json"
+INTERPOLATION_CAPTION = (
+    "Between the end points the representation walk may leave the Phis of natural images: "
+    "i-RevNet's Phi is trained to classify, not to be smooth, so a mixture can decode to "
+    "high-frequency (checkerboard)\npatterns spread by the invertible down-sampling. They "
+    "show what the representation keeps, not a defect of the inverse (t = 0 and 1 decode "
+    "exactly). The paper's interpolations are of ImageNet models.")
 
 
 def choose_pairs(labels, num_pairs):
@@ -60,9 +74,12 @@ def interpolation_rows(model, pixels_a, pixels_b, steps):
     return representation_row, pixel_row, t
 
 
-def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8):
+def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8,
+                      exact_strips=False):
     """Interpolates `num_pairs` pairs of `pixels` with `model` (an `InvertibleModel`) and
-    writes the strips, the overview and the JSON; returns the report with the paths."""
+    writes the overview figure, the JSON and, with `exact_strips`, one exact pixel strip
+    per pair; returns the report with the paths (a pair's `strip_png` is None without
+    `exact_strips`)."""
     if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
         raise ValueError(f"pairs must be an int >= 1, got {num_pairs!r}.")
     pixels = np.asarray(pixels, np.float32)
@@ -71,9 +88,11 @@ def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8):
     for number, (first, second) in enumerate(pairs):
         representation_row, pixel_row, t = interpolation_rows(
             model, pixels[first], pixels[second], steps)
-        strip = np.stack([representation_row, pixel_row])
-        path = image_grid.write_grid_png(os.path.join(output_dir, STRIP_FILE.format(number)),
-                                         strip)
+        path = None
+        if exact_strips:
+            path = image_grid.write_grid_png(
+                os.path.join(output_dir, STRIP_FILE.format(number)),
+                np.stack([representation_row, pixel_row]))
         representation_rows.append(representation_row)
         pixel_rows.append(pixel_row)
         records.append({
@@ -91,7 +110,8 @@ def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8):
     overview_path = figures.interpolation_figure(
         os.path.join(output_dir, OVERVIEW_FILE), representation_rows, pixel_rows,
         [record["labels"] for record in records], t,
-        title=f"Interpolation between held-out images of two classes ({model.source})")
+        title=f"Interpolation between held-out images of two classes ({model.name})",
+        caption=INTERPOLATION_CAPTION)
     report = {
         "pairs": records,
         "t": t.tolist(),

@@ -67,6 +67,22 @@ class InvertibleModel:
         self.run_config = run_config
         self.batch_size = batch_size
 
+    @property
+    def name(self):
+        """A short name for figure titles: the configuration and what it was trained on
+        when the run configuration is known (an export's absolute path says nothing a
+        reader can use), else the last part of `source`."""
+        if self.run_config is not None:
+            dataset = getattr(self.run_config, "dataset", "")
+            return (f"{self.run_config.config_name} trained on {dataset}" if dataset
+                    else self.run_config.config_name)
+        if self.source.startswith("Keras model "):
+            return self.source
+        parent, last = os.path.split(self.source.rstrip("/"))
+        if last.isdigit():  # A TF Serving version directory: name the model directory.
+            return f"{os.path.basename(parent)} version {last}"
+        return last or self.source
+
     # --- the public, batched, pixel-unit interface -----------------------------------------
 
     def encode(self, pixels):

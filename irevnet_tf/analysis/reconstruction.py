@@ -2,12 +2,14 @@
 
 Writes `reconstructions.png`, a labelled figure for people (`figures.reconstruction_figure`:
 rows named, columns titled with the class, the difference row with its colour bar and a
-caption giving the amplification); `reconstructions_grid.png`, the same 3 rows by up to
-`grid_examples` columns as an exact pixel grid (see `image_grid` for its size): the
-originals, decode(encode(x)), and the amplified difference |decode(encode(x)) - x|
-multiplied by `amplification_factor` = 255 / (largest |difference| among the shown
-images), so that the largest difference is white; and `reconstructions.json` with that
-factor and error statistics in pixel units over all the examples analysed:
+caption giving the amplification), and `reconstructions.json` with the amplification
+factor and error statistics in pixel units over all the examples analysed. With
+`exact_grid=True` (for programs: the figure's cells are resampled) also
+`reconstructions_grid.png`, the same 3 rows by up to `grid_examples` columns as an exact,
+unlabelled pixel grid (see `image_grid` for its size): the originals, decode(encode(x)),
+and the amplified difference |decode(encode(x)) - x| multiplied by
+`amplification_factor` = 255 / (largest |difference| among the shown images), so that the
+largest difference is white.
 
     max_abs_error        max |d|                 (d = decode(encode(x)) - x, every pixel)
     max_relative_error   max |d| / max |x|       (the round trip as the package reports it)
@@ -67,10 +69,12 @@ def pick_examples(labels, count):
     return picked
 
 
-def run_reconstruction(model, pixels, labels, output_dir, grid_examples=8):
-    """Reconstructs `pixels` with `model` (an `InvertibleModel`) and writes the grid and JSON.
+def run_reconstruction(model, pixels, labels, output_dir, grid_examples=8, exact_grid=False):
+    """Reconstructs `pixels` with `model` (an `InvertibleModel`) and writes the figure, the
+    JSON and, with `exact_grid`, the exact pixel grid.
 
-    Returns the statistics with the written paths (`figure_png`, `grid_png`, `json`).
+    Returns the statistics with the written paths (`figure_png`, `grid_png` (None without
+    `exact_grid`), `json`).
     """
     pixels = np.asarray(pixels, np.float32)
     # Cast: decode may return another dtype than the pixels (e.g. from an integer stream).
@@ -78,13 +82,15 @@ def run_reconstruction(model, pixels, labels, output_dir, grid_examples=8):
     statistics = reconstruction_errors(pixels, reconstructions)
     shown = pick_examples(labels, grid_examples)
     difference, factor = amplified_difference(pixels[shown], reconstructions[shown])
-    grid_path = image_grid.write_grid_png(
-        os.path.join(output_dir, GRID_FILE),
-        np.stack([pixels[shown], reconstructions[shown], difference]))
+    grid_path = None
+    if exact_grid:
+        grid_path = image_grid.write_grid_png(
+            os.path.join(output_dir, GRID_FILE),
+            np.stack([pixels[shown], reconstructions[shown], difference]))
     figure_path = figures.reconstruction_figure(
         os.path.join(output_dir, FIGURE_FILE), pixels[shown], reconstructions[shown],
         [int(labels[index]) for index in shown], statistics["max_abs_error"], factor,
-        title=f"Reconstruction by {model.source}: decode(encode(x)) gives x back")
+        title=f"Reconstruction by {model.name}: decode(encode(x)) gives x back")
     report = {
         **statistics,
         "amplification_factor": factor,

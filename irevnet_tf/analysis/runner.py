@@ -1,9 +1,10 @@
 """`run_analyses`: the reconstruction, interpolation and separation analyses of one model.
 
 Everything that can be checked is checked before any analysis work or output: the analysis
-names, the numeric options, that the output directory can be written, that the model path
-holds a model, that the model supports the requested level and PNG-able images, and that the
-data have at least 2 examples of every class in both parts (for the separation analysis).
+names, the numeric options, that the model path holds a model, that the model supports the requested level and PNG-able images, and that the
+data have at least 2 examples of every class in both parts (for the separation analysis);
+then that the output directory can be written (creating it only once the inputs are known
+to be usable, so that a refused run leaves no empty directory).
 """
 
 import os
@@ -41,7 +42,8 @@ def _check_positive_int(value, argument, minimum=1):
 def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_examples=None,
                  pairs=4, steps=8, level="stage",
                  analyses=ANALYSES, batch_size=64, grid_examples=8, image_size=None,
-                 train_split="train", holdout_split="validation", ridge_l2=1.0, seed=0):
+                 train_split="train", holdout_split="validation", ridge_l2=1.0, seed=0,
+                 exact_grids=False):
     """Runs the chosen analyses of `model` and writes their files into `output_dir`.
 
     Args:
@@ -59,6 +61,9 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
             SavedModel whose `encode` signature leaves them open.
         ridge_l2: the ridge classifier's penalty.
         seed: the digits subset's seed.
+        exact_grids: also write `reconstructions_grid.png` and `interpolation_pair_K.png`,
+            unlabelled exact pixel grids (one PNG pixel per image pixel) for programs; the
+            labelled figures are written either way.
 
     Returns:
         A dict: `output_dir`, `summary_json`, `written` (`[(path, description)]` of every
@@ -74,8 +79,6 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
     _check_positive_int(grid_examples, "grid_examples")
     if num_examples is not None:
         _check_positive_int(num_examples, "num_examples")
-    output_dir = output_files.prepare_output_dir(output_dir)
-
     if not isinstance(model, InvertibleModel):
         resolve_model_path(model)  # Fails on an empty or wrong path before any loading.
         model = load_invertible_model(model, batch_size=batch_size, image_size=image_size)
@@ -98,6 +101,7 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
                  model.source, examples.dataset, len(examples.train_labels),
                  len(examples.holdout_labels), model.image_shape)
 
+    output_dir = output_files.prepare_output_dir(output_dir)
     results = {"output_dir": output_dir}
     for number, name in enumerate(names, 1):
         logging.info("Analysis %d/%d: %s ...", number, len(names), name)
@@ -105,14 +109,14 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
         if name == "reconstruction":
             results[name] = reconstruction.run_reconstruction(
                 model, examples.holdout_pixels, examples.holdout_labels, output_dir,
-                grid_examples=grid_examples)
+                grid_examples=grid_examples, exact_grid=exact_grids)
             logging.info("Reconstruction: max |decode(encode(x)) - x| = %.3g of the largest "
                          "|x| over %d held-out images.",
                          results[name]["max_relative_error"], results[name]["num_images"])
         elif name == "interpolation":
             results[name] = interpolation.run_interpolation(
                 model, examples.holdout_pixels, examples.holdout_labels, output_dir,
-                num_pairs=pairs, steps=steps)
+                num_pairs=pairs, steps=steps, exact_strips=exact_grids)
         else:
             results[name] = separation.run_separation(
                 model, examples, output_dir, level=level, l2=ridge_l2)
@@ -138,16 +142,19 @@ def written_files(results):
     if "reconstruction" in results:
         report = results["reconstruction"]
         written += [(report["figure_png"], "reconstructions: originals, decode(encode(x)), "
-                     "amplified difference (labelled figure)"),
-                    (report["grid_png"], "the same as an exact pixel grid"),
-                    (report["json"], "reconstruction errors")]
+                     "amplified difference (labelled figure)")]
+        if report["grid_png"]:
+            written += [(report["grid_png"], "the same as an exact, unlabelled pixel grid "
+                         "(rows: originals, decode(encode(x)), amplified difference)")]
+        written += [(report["json"], "reconstruction errors")]
     if "interpolation" in results:
         report = results["interpolation"]
         written += [(report["overview_png"], "interpolations: representation and pixel "
                      "walks side by side (labelled figure)")]
         written += [(pair["strip_png"], f"pair {k} (classes {pair['labels'][0]} to "
-                     f"{pair['labels'][1]}) as an exact pixel strip")
-                    for k, pair in enumerate(report["pairs"])]
+                     f"{pair['labels'][1]}) as an exact, unlabelled pixel strip (rows: "
+                     "representation walk, pixel walk)")
+                    for k, pair in enumerate(report["pairs"]) if pair["strip_png"]]
         written += [(report["json"], "interpolation pairs and t values")]
     if "separation" in results:
         report = results["separation"]
@@ -166,7 +173,7 @@ def _key_numbers(name, result):
                 "figure_png", "grid_png", "json")
         return {key: result[key] for key in keys}
     if name == "interpolation":
-        return {"strips": [pair["strip_png"] for pair in result["pairs"]],
+        return {"strips": [pair["strip_png"] for pair in result["pairs"] if pair["strip_png"]],
                 "overview_png": result["overview_png"], "json": result["json"]}
     return {"rows": [{key: row[key] for key in ("name", "linear_accuracy",
                                                 "nearest_neighbour_accuracy",

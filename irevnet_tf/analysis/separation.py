@@ -227,7 +227,7 @@ def run_separation(model, examples, output_dir, level="stage", l2=1.0):
     counts = np.bincount(np.unique(examples.holdout_labels, return_inverse=True)[1])
     plot_path = plot_separation(
         rows, os.path.join(output_dir, PLOT_FILE),
-        title=f"Separation by depth: {model.source} on {examples.dataset}",
+        title=f"Separation by depth: {model.name}, measured on {examples.dataset}",
         majority_class_accuracy=float(counts.max() / counts.sum()))
     report = {
         "rows": rows,

@@ -159,6 +159,12 @@ def tfds_builder(name, data_dir):
     """`tfds.builder(name, data_dir=...)`, with an unknown name turned into a clear error."""
     import tensorflow_datasets as tfds  # Deferred: slow to import, only needed here.
 
+    # A name tensorflow-datasets does not register is refused before `tfds.builder`, which
+    # would first log (INFO) that it found no files for it, a line before our error.
+    # Names with ":" (a version, or a community namespace) are left to tfds.
+    base_name = name.split("/")[0]
+    if ":" not in name and base_name not in tfds.list_builders(with_community_datasets=False):
+        raise ValueError(f"Unknown dataset {name!r}: supported are {supported_names_text()}.")
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:

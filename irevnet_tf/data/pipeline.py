@@ -11,8 +11,15 @@ Randomness. Each example's augmentation uses stateless random ops seeded by
 through the parallel steps, and epoch n's file order and shuffle come from stateless ops
 seeded by `(seed, n)` (`block_shuffle`), so the same arguments give exactly the same
 batches in every run and every iteration of the dataset, whatever TensorFlow's global
-seed. With `deterministic=False` (the default) elements come in whatever order parallel
-reading and decoding finish: faster, not reproducible.
+seed. With `deterministic=False` (the default) training elements come in whatever order
+parallel reading and decoding finish: faster, not reproducible.
+
+Evaluation data are a function of the data set alone, so that the same weights always
+evaluate to the same numbers (a resumed finished run re-evaluates to what it reported):
+evaluation pipelines keep their elements in order whatever `deterministic` says (no
+augmentation or shuffling happens there, so order is all that could change), and the
+synthetic evaluation splits are drawn from a fixed seed (`SYNTHETIC_EVAL_SEED`), not the
+run's. The synthetic training split follows `seed` like any training data.
 """
 
 import numpy as np
@@ -29,6 +36,8 @@ DEFAULT_SEED = 0
 # to tensorflow-datasets' default directory).
 NEEDS_DATA_DIR = (info_lib.IMAGENET_TFRECORD, info_lib.IMAGENET_TFDS)
 SYNTHETIC_SPLITS = ("train", "validation", "test")
+# The seed of the synthetic evaluation splits: the same images in every run (see above).
+SYNTHETIC_EVAL_SEED = 20180213
 _MANY_EPOCHS = 2 ** 62
 
 
@@ -68,6 +77,9 @@ def build_dataset(name, split, *, global_batch_size, image_size, is_training, da
     repeat = is_training if repeat is None else _boolean("repeat", repeat)
     batch_size, pipeline_id, num_pipelines = _per_replica_batch(global_batch_size, input_context)
     seed = _seed(seed, deterministic)
+    # Evaluation keeps its order (see the module docstring): a few percent of throughput
+    # at most, since evaluation decodes without augmentation.
+    deterministic = deterministic or not is_training
     if name in NEEDS_DATA_DIR and not data_dir:
         raise ValueError(f"build_dataset({name!r}): `data_dir` is required: the directory "
                          "(local or gs://...) that holds the "
@@ -82,8 +94,9 @@ def build_dataset(name, split, *, global_batch_size, image_size, is_training, da
                          f"{info.train_split!r} or {info.eval_split!r}, got {split!r}.")
 
     if name == info_lib.SYNTHETIC:
+        data_seed = seed if is_training else SYNTHETIC_EVAL_SEED
         dataset = _synthetic(info, split, batch_size, image_size, is_training, repeat,
-                             _seed_pair(seed, pipeline_id, "synthetic"))
+                             _seed_pair(data_seed, pipeline_id, f"synthetic:{split}"))
     else:
         source = _source(info, split, data_dir, image_size, is_training=is_training,
                          deterministic=deterministic, pipeline_id=pipeline_id,

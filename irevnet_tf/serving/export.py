@@ -20,6 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from irevnet_tf import files
+from irevnet_tf import machine
 from irevnet_tf.serving import signatures as signatures_lib
 from irevnet_tf.serving import warmup as warmup_lib
 from irevnet_tf import model_files as model_dir_lib
@@ -27,6 +28,10 @@ from irevnet_tf import model_files as model_dir_lib
 METADATA_FILE = "irevnet_tf_export.json"
 STAGING_PREFIX = ".tmp-export-"
 DEFAULT_MODEL_NAME = "irevnet"
+NO_WARMUP_MESSAGE = ("export: written without TF Serving warm-up requests "
+                     "(assets.extra/tf_serving_warmup_requests): tensorflow-serving-api is not "
+                     "installed (pip install 'irevnet_tf[serving]'); TF Serving then "
+                     "initialises on the first request instead.")
 
 
 def existing_versions(export_dir):
@@ -61,8 +66,24 @@ def resolve_version(export_dir, version=None, overwrite=False):
     return version
 
 
+def _resolve_warmup(warmup):
+    """`warmup` as True or False: None means "when tensorflow-serving-api is installed",
+    and its absence is said in one line; True demands the package (ImportError without it).
+    Decided before anything is written."""
+    if warmup is None:
+        try:
+            warmup_lib.require_serving_api()
+        except ImportError:
+            logging.warning(NO_WARMUP_MESSAGE)
+            return False
+        return True
+    if warmup:
+        warmup_lib.require_serving_api()
+    return bool(warmup)
+
+
 def export_saved_model(model, run_config, export_dir, version=None, overwrite=False,
-                       warmup=True, model_name=DEFAULT_MODEL_NAME,
+                       warmup=None, model_name=DEFAULT_MODEL_NAME,
                        crop_fraction=signatures_lib.DEFAULT_CROP_FRACTION,
                        top_k=signatures_lib.DEFAULT_TOP_K, precision=None,
                        inference_chunk=1):
@@ -75,8 +96,10 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
         export_dir: the directory TF Serving watches (created if missing).
         version: positive integer; default one past the highest existing version.
         overwrite: replace an existing version instead of refusing it.
-        warmup: write `assets.extra/tf_serving_warmup_requests` (needs
-            tensorflow-serving-api).
+        warmup: write `assets.extra/tf_serving_warmup_requests`: None (default) when
+            tensorflow-serving-api is installed (without it the export is written without
+            them, and a warning line says so), True always (an ImportError without the
+            package, before anything is written), False never.
         model_name: the name the warm-up requests address (TF Serving's MODEL_NAME).
         crop_fraction, top_k: see `ServingModule`.
         precision: the dtype policy the export computes F and the head in: "float32",
@@ -89,8 +112,7 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
             whole batches (faster on large batches, exact only when decode sees the
             batch encode saw).
     """
-    if warmup:
-        warmup_lib.require_serving_api()  # Before anything is written.
+    warmup = _resolve_warmup(warmup)  # Before anything is written.
     if run_config.image_size != model.image_shape[0]:
         logging.warning("export: run configuration image_size %d differs from the model's "
                         "input_shape %s; the signatures take %dx%d images.",
@@ -134,16 +156,15 @@ def export_saved_model(model, run_config, export_dir, version=None, overwrite=Fa
     return final_dir
 
 
-def export_model_path(model_path, export_dir, warmup=True, version=None, overwrite=False,
+def export_model_path(model_path, export_dir, warmup=None, version=None, overwrite=False,
                       **kwargs):
     """Restores a trainer's model directory (or a `.keras` file) and exports it.
 
     The checkpoint is restored, and refused if it does not fit the recorded
     configuration, before anything is written; a version conflict is refused before the
-    (slow) restore.
+    (slow) restore. `warmup`: see `export_saved_model`.
     """
-    if warmup:
-        warmup_lib.require_serving_api()
+    warmup = _resolve_warmup(warmup)
     resolve_version(export_dir, version, overwrite)
     model, run_config = model_dir_lib.restore_model(model_path)
     return export_saved_model(model, run_config, export_dir, version=version,
@@ -168,6 +189,8 @@ def _write_metadata(saved_model_dir, module, run_config, version):
         "compute_dtype": module.model.dtype_policy.compute_dtype,
         "crop_fraction": module.crop_fraction,
         "top_k": module.top_k,
+        # The kernel-choosing settings of the exporting machine (irevnet_tf.machine).
+        machine.EXPORT_KEY: machine.describe(),
         "signatures": {
             name: {
                 "inputs": {spec.name: spec.dtype.name for spec in function.input_signature},

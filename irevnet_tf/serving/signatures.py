@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from irevnet_tf.data import preprocessing
+from irevnet_tf.layers import decode_input
 from irevnet_tf.model import IRevNet
 from irevnet_tf.serving import image_bytes as image_bytes_lib
 
@@ -158,8 +159,13 @@ class ServingModule(tf.Module):
         return {FEATURES: features}
 
     def _decode(self, features):
-        features = tf.ensure_shape(features, [None, *self.feature_shape],
-                                   name="check_features_shape")
+        # The caller's mistakes in the caller's terms (shape; grid points out of range), one
+        # line for a serving client, not a tensor dump or the model's fraction_bits advice.
+        features = decode_input.check_shape(
+            features, self.feature_shape, DECODE, FEATURES,
+            f"Phi of {self.image_size}x{self.image_size} images")
+        features = decode_input.check_values(features, self.model.grid.fraction_bits, DECODE,
+                                             FEATURES)
         images = tf.cast(self.model.decode(features), tf.float32)  # Pixels, not clipped.
         # The grid is finer than a pixel (std * 2**-k), so rounding recovers integer pixels.
         pixels = tf.cast(tf.clip_by_value(tf.round(images), *PIXEL_RANGE), tf.uint8)

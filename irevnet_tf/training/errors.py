@@ -5,15 +5,17 @@ writing files are defined beside them, in `irevnet_tf.model_files` and `irevnet_
 and re-exported here so that the trainer's callers find every error in one place.
 """
 
+from irevnet_tf.cli import FlagValueError
 from irevnet_tf.files import WriteError  # noqa: F401  (re-exported)
 from irevnet_tf.model_files import (CheckpointMismatchError,  # noqa: F401  (re-exported)
                                     UnreadableCheckpointError)
 
 
-class FlagError(ValueError):
+class FlagError(FlagValueError):
     """A training option (command-line flag) has a value the trainer cannot use.
 
-    The message starts with the flag's name, e.g. `--batch_size must be ...`.
+    The message starts with the flag's name, e.g. `--batch_size must be ...`; a command
+    line run by `irevnet_tf.cli.run` prints it as one line, exit status 2.
     """
 
 

@@ -109,6 +109,17 @@ def trainable_parameters(model):
     return int(sum(np.prod(variable.shape) for variable in model.trainable_variables))
 
 
+def describe_parameters(model, config_name):
+    """"6,782,696 trainable parameters, 1000 classes (irevnet_cifar has 10)": the count README
+    and `summary()`'s "Trainable params" give, and the class count when the data set's
+    differs from the configuration's (the classifier's size changes the count)."""
+    text = f"{trainable_parameters(model):,} trainable parameters"
+    default_classes = configs.get_config(config_name).get("num_classes")
+    if getattr(model, "include_top", True) and model.num_classes != default_classes:
+        text += f", {model.num_classes} classes ({config_name} has {default_classes})"
+    return text
+
+
 def weights_digest(model):
     """SHA-256 of the model's weights (values and order): equal digests, equal weights."""
     digest = hashlib.sha256()
@@ -267,10 +278,10 @@ class Trainer:
         epochs = (f"{plan.total_steps / plan.steps_per_epoch:.2f}" if plan.steps_per_epoch
                   else "?")
         logging.info(
-            "i-RevNet %s (%s parameters) on %s at %dx%d: %d replica(s), global batch %d, "
+            "i-RevNet %s (%s) on %s at %dx%d: %d replica(s), global batch %d, "
             "%d steps (%s epochs of %s), %s schedule peak lr %.4g, warm-up %d, decay at %s, "
             "precision %s, reversible %s, XLA %s", config.config,
-            f"{trainable_parameters(model):,} trainable",
+            describe_parameters(model, config.config),
             config.dataset, plan.image_size, plan.image_size, replicas, plan.global_batch_size,
             plan.total_steps, epochs,
             info.train_split, config.lr_schedule, plan.peak_learning_rate, plan.warmup_steps,

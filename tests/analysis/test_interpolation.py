@@ -49,7 +49,7 @@ def test_run_interpolation_writes_strips(setting, tmp_path):
     model, examples = setting
     report = interpolation.run_interpolation(model, examples.holdout_pixels,
                                              examples.holdout_labels, str(tmp_path),
-                                             num_pairs=3, steps=6)
+                                             num_pairs=3, steps=6, exact_strips=True)
     assert len(report["pairs"]) == 3
     for record in report["pairs"]:
         first, second = record["indices"]
@@ -76,7 +76,7 @@ class _IntegerStream:
     """A stand-in invertible model whose Phi is int32 (as an integer invertible stream's):
     Phi(x) = round(4 x), decode(f) = f / 4."""
 
-    source = "integer stand-in"
+    source = name = "integer stand-in"
 
     def encode(self, pixels):
         return np.rint(np.asarray(pixels, np.float64) * 4).astype(np.int32)

@@ -23,7 +23,7 @@ def test_command_writes_the_analyses(tiny_model_dir, tmp_path):
     output_dir = str(tmp_path / "out")
     completed = _run(f"--model={tiny_model_dir}", f"--output_dir={output_dir}",
                      "--num_examples=30", "--pairs=2", "--steps=4", "--level=block",
-                     "--analyses=reconstruction,interpolation,separation")
+                     "--analyses=reconstruction,interpolation,separation", "--exact_grids")
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary_path = json.loads(completed.stdout.strip().splitlines()[-1])["summary_json"]
     assert summary_path == os.path.join(output_dir, "summary.json")

@@ -38,7 +38,8 @@ def test_run_reconstruction_writes_grid_and_json(tiny_model, tmp_path):
     model = KerasInvertibleModel(tiny_model)
     examples = analysis_data.load_examples("digits", (32, 32, 1), num_examples=40)
     pixels, labels = examples.holdout_pixels, examples.holdout_labels
-    report = reconstruction.run_reconstruction(model, pixels, labels, str(tmp_path))
+    report = reconstruction.run_reconstruction(model, pixels, labels, str(tmp_path),
+                                               exact_grid=True)
 
     # Nothing lost: float32 rounding only, far below one grey level.
     assert report["max_abs_error"] < 1e-2
@@ -82,6 +83,6 @@ def test_three_channel_grid(tmp_path):
     invertible = KerasInvertibleModel(model)
     pixels = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
     report = reconstruction.run_reconstruction(invertible, pixels, np.array([0, 1, 2]),
-                                               str(tmp_path))
+                                               str(tmp_path), exact_grid=True)
     grid = tf.io.decode_png(tf.io.read_file(report["grid_png"])).numpy()
     assert grid.shape == (*image_grid.grid_size(3, 3, 16, 16), 3)

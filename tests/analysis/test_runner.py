@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from irevnet_tf.analysis import analysis_data, run_analyses
+from irevnet_tf.analysis import analysis_data, figures, run_analyses
 from irevnet_tf.analysis.runner import parse_analyses
 
 
@@ -15,13 +15,15 @@ def _png_shape(path):
     return tuple(tf.io.decode_png(tf.io.read_file(path)).shape)
 
 
-def test_all_analyses_on_a_model_directory(tiny_model_dir, tmp_path):
+def test_all_analyses_on_a_model_directory(tiny_model_dir, tmp_path, monkeypatch):
     output_dir = str(tmp_path / "analysis")
+    drawn = _capture_figures(monkeypatch)
     results = run_analyses(tiny_model_dir, output_dir, num_examples=60, pairs=3, steps=5)
-    assert _png_shape(results["reconstruction"]["grid_png"]) == (104, 274, 1)
-    strips = [pair["strip_png"] for pair in results["interpolation"]["pairs"]]
-    assert len(strips) == 3
-    assert all(_png_shape(strip) == (2 * 32 + 3 * 2, 5 * 32 + 6 * 2, 1) for strip in strips)
+    _check_titles(drawn, "irevnet_tiny trained on digits", str(tiny_model_dir))
+    # Only labelled figures by default: the unlabelled exact grids are asked for
+    # (exact_grids=True, test_saved_model_export_end_to_end).
+    assert results["reconstruction"]["grid_png"] is None
+    assert [pair["strip_png"] for pair in results["interpolation"]["pairs"]] == [None] * 3
     overview_height, overview_width, _ = _png_shape(results["interpolation"]["overview_png"])
     assert overview_width > 2 * 5 * 80 and overview_height > 3 * 80  # Two enlarged panels.
     figure_height, figure_width, _ = _png_shape(results["reconstruction"]["figure_png"])
@@ -31,10 +33,8 @@ def test_all_analyses_on_a_model_directory(tiny_model_dir, tmp_path):
     assert results["reconstruction"]["max_abs_error"] < 1e-2
     written = sorted(os.listdir(output_dir))
     assert written == sorted([
-        "reconstructions.png", "reconstructions_grid.png", "reconstructions.json",
-        "interpolations.png",
-        "interpolations.json", "interpolation_pair_0.png", "interpolation_pair_1.png",
-        "interpolation_pair_2.png", "separation.csv", "separation.json", "separation.png",
+        "reconstructions.png", "reconstructions.json", "interpolations.png",
+        "interpolations.json", "separation.csv", "separation.json", "separation.png",
         "summary.json"])
     # Every file written is reported once, and nothing else.
     assert sorted(os.path.basename(path) for path, _ in results["written"]) == written
@@ -46,17 +46,46 @@ def test_all_analyses_on_a_model_directory(tiny_model_dir, tmp_path):
         results["reconstruction"]["max_abs_error"])
 
 
-def test_saved_model_export_end_to_end(serving_base_dir, tmp_path):
+def _capture_figures(monkeypatch):
+    """The keyword arguments (title, caption) of every figure the analyses draw."""
+    drawn = []
+    for name in ("reconstruction_figure", "interpolation_figure", "separation_figure"):
+        def draw(*args, _original=getattr(figures, name), **kwargs):
+            drawn.append(kwargs)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(figures, name, draw)
+    return drawn
+
+
+def _check_titles(drawn, name, path):
+    """Titles name the model, not its absolute path; the interpolation's caption explains
+    what the representation walk shows."""
+    assert len(drawn) == 3
+    for kwargs in drawn:
+        assert name in kwargs["title"] and path not in kwargs["title"], kwargs["title"]
+    caption = drawn[1]["caption"]
+    assert "not to be smooth" in caption and "ImageNet" in caption
+
+
+def test_saved_model_export_end_to_end(serving_base_dir, tmp_path, monkeypatch):
+    drawn = _capture_figures(monkeypatch)
     results = run_analyses(serving_base_dir, str(tmp_path / "out"), num_examples=40,
-                           pairs=2, steps=4)
+                           pairs=2, steps=4, exact_grids=True)
     assert results["reconstruction"]["max_abs_error"] < 1e-2
     assert len(results["separation"]["rows"]) == 4
     assert _png_shape(results["interpolation"]["pairs"][0]["strip_png"]) == (70, 4 * 32 + 5 * 2,
                                                                             1)
+    assert _png_shape(results["reconstruction"]["grid_png"]) == (104, 8 * 32 + 9 * 2, 1)
+    described = dict(results["written"])
+    assert "unlabelled pixel grid" in described[results["reconstruction"]["grid_png"]]
+    # This export records no run configuration: its directory and version name it.
+    _check_titles(drawn, f"{os.path.basename(serving_base_dir)} version 10", serving_base_dir)
 
 
 def _assert_nothing_written(directory):
-    assert not os.path.exists(directory) or os.listdir(directory) == []
+    """A refused run leaves no output directory behind, not even an empty one."""
+    assert not os.path.exists(directory)
 
 
 def test_unknown_analysis_names_fail_first(tmp_path):
@@ -70,6 +99,9 @@ def test_unknown_analysis_names_fail_first(tmp_path):
 
 
 def test_model_path_with_nothing_in_it(tmp_path):
+    with pytest.raises((ValueError, FileNotFoundError), match="missing_model"):
+        run_analyses(str(tmp_path / "missing_model"), str(tmp_path / "out"))
+    _assert_nothing_written(tmp_path / "out")
     (tmp_path / "empty_model").mkdir()
     with pytest.raises(ValueError, match="holds nothing to load"):
         run_analyses(str(tmp_path / "empty_model"), str(tmp_path / "out"))

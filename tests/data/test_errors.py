@@ -115,3 +115,16 @@ def test_classify_input_error():
     assert data.classify_input_error(tf.errors.InvalidArgumentError(
         None, None, "Unknown image file format. One of JPEG, PNG required.")) == "bad_image"
     assert data.classify_input_error(ValueError("something else")) == "other"
+
+
+def test_unknown_dataset_name_is_refused_before_tensorflow_datasets_logs(caplog):
+    """tensorflow-datasets logs "Failed to load dataset ... permissions" (INFO) for a name it
+    does not know; the refusal comes first, so the user sees only our one-line error."""
+    import logging
+
+    from irevnet_tf.data import info
+
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(ValueError, match="Unknown dataset 'no_such_dataset'"):
+            info.dataset_info("no_such_dataset")
+    assert [record.getMessage() for record in caplog.records] == []

@@ -152,18 +152,32 @@ def test_killed_export_leaves_no_version(trained, tmp_path):
     assert export_lib.resolve_version(root) == 1
 
 
-def test_missing_serving_api_is_explained_before_writing(trained, tmp_path, monkeypatch):
+def test_base_install_exports_without_warmup_and_says_so_in_one_line(trained, tmp_path,
+                                                                    monkeypatch):
+    """Without tensorflow-serving-api (simulated: its import fails) the default export is
+    written without warm-up requests and one warning line says so; asking for them
+    (warmup=True) is refused before anything is written."""
     model, run_config = trained
     root = str(tmp_path / "exports")
     monkeypatch.setitem(sys.modules, "tensorflow_serving", None)
     monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
     with pytest.raises(ImportError, match=r"irevnet_tf\[serving\].*--nowarmup"):
-        export_lib.export_saved_model(model, run_config, root)
+        export_lib.export_saved_model(model, run_config, root, warmup=True)
     with pytest.raises(ImportError, match=r"irevnet_tf\[serving\]"):
-        export_lib.export_model_path(str(tmp_path / "no_model_dir"), root)
+        export_lib.export_model_path(str(tmp_path / "no_model_dir"), root, warmup=True)
     assert not os.path.exists(root)
+    warnings = []
+    monkeypatch.setattr(export_lib.logging, "warning",
+                        lambda message, *args: warnings.append(message % args if args
+                                                               else message))
+    version_dir = export_lib.export_saved_model(model, run_config, root)
+    assert listing(os.path.join(version_dir, "assets.extra")) == [export_lib.METADATA_FILE]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert "without TF Serving warm-up requests" in warnings[0]
+    assert "tensorflow-serving-api is not installed" in warnings[0]
     version_dir = export_lib.export_saved_model(model, run_config, root, warmup=False)
     assert listing(os.path.join(version_dir, "assets.extra")) == [export_lib.METADATA_FILE]
+    assert len(warnings) == 1  # Asked for no warm-up: nothing to say.
 
 
 def test_model_dir_export_reproduces_the_checkpoint(model_dir, trained, tmp_path):

@@ -232,6 +232,42 @@ def test_wrong_shape_error_names_the_input(loaded):
         run_signature(loaded, "encode", images=np.zeros((1, 16, 16, 3), np.float32))
 
 
+def _one_line_message(error):
+    """The message a serving client reads: TensorFlow's "assertion failed: [...]" line."""
+    text = getattr(error, "message", str(error))
+    assert len(text) < 1000 and len(text.splitlines()) <= 8, text  # No tensor dump.
+    lines = [line for line in text.splitlines() if line.startswith("assertion failed: [")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_decode_input_errors_name_the_problem_in_the_callers_units(loaded, session_loader):
+    """Through the SavedModel as clients call it (TF2 signatures; TF1's session, TF Serving's
+    path): a wrong shape says expected vs got; grid points out of range give the largest
+    |value| sent and the accepted range, both in grid units; neither blames the model."""
+    phi = run_signature(loaded, "encode", images=pixels(1))["features"]
+    height, width, channels = phi.shape[1:]  # What encode makes: what decode expects.
+    wrong = np.zeros((2, height - 1, width, channels), np.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        run_signature(loaded, "decode", features=wrong)
+    line = _one_line_message(error.value)
+    assert f"must have shape [N, {height}, {width}, {channels}]" in line, line
+    assert f"got [2 {height - 1} {width} {channels}]" in line, line
+
+    limit = 2 ** 30  # |n| < 2**30: a sum of two grid points never leaves int32.
+    for largest in (limit, -2 ** 31, 2 ** 31 - 1):
+        features = phi.copy()
+        features[0, 1, 0, 3] = largest
+        for run in (lambda: run_signature(loaded, "decode", features=features),
+                    lambda: session_loader.run("decode", features=features)):
+            with pytest.raises(tf.errors.InvalidArgumentError) as error:
+                run()
+            line = _one_line_message(error.value)
+            assert f"up to |n| = {abs(largest)};" in line, line
+            assert f"accepts |n| < {limit}" in line, line
+            assert "not finite" not in line and "fewer fraction_bits" not in line, line
+
+
 def tiny_model(num_classes=3, include_top=True):
     return IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
                    input_shape=(16, 16, 3), num_classes=num_classes, include_top=include_top)

@@ -92,6 +92,28 @@ def test_script_names_the_bad_flag(tmp_path, argv, message):
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
 
 
+def test_rerunning_a_finished_run_reproduces_its_evaluation(tmp_path):
+    """Evaluation is a function of the weights and the data alone: a finished run without
+    --seed (each run then draws its own), rerun in another process, resumes, re-evaluates
+    the same weights and reports the same numbers, on synthetic data (whose evaluation
+    split a run's seed drew before)."""
+    from ast import literal_eval
+
+    from irevnet_tf.training import trainer
+
+    options = dict(model_dir=str(tmp_path / "run"), config="irevnet_tiny", dataset="synthetic",
+                   batch_size=8, train_steps=2, eval_steps=8, summary_images=0)
+    first = trainer.train(**options)
+    rerun = run([f"--{name}={value}" for name, value in options.items()])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Resuming from" in rerun.stderr
+    second = literal_eval(re.search(r"Result: (\{.*\})", rerun.stderr).group(1))
+    assert second["weights_digest"] == first["weights_digest"]
+    assert first["eval_examples"] == second["eval_examples"] == 64
+    for key in ("eval_loss", "eval_top1", "eval_top5"):
+        assert second[key] == first[key], (key, first[key], second[key])
+
+
 @pytest.mark.slow
 def test_sigterm_writes_a_checkpoint(tmp_path):
     log = tmp_path / "log.txt"
