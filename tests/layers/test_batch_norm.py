@@ -1,6 +1,7 @@
 """BatchNorm: batch statistics against numpy, and the switchable moving-statistics update."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from irevnet_tf.layers import BatchNorm
@@ -80,3 +81,56 @@ def test_float32_training_mode_compiles_with_xla():
     want = (x.numpy() - x.numpy().mean(axis=(0, 1, 2))) / np.sqrt(
         x.numpy().var(axis=(0, 1, 2)) + 1e-5)
     np.testing.assert_allclose(compiled(x).numpy(), want, rtol=1e-4, atol=1e-5)
+
+
+def _random_norm(channels, dtype, seed=5):
+    rng = np.random.default_rng(seed)
+    norm = BatchNorm(dtype=dtype)
+    norm.build((None, 3, 3, channels))
+    values = {"gamma": rng.uniform(-1.5, 1.5, channels), "beta": rng.normal(0, 1, channels),
+              "moving_mean": rng.normal(0, 1, channels),
+              "moving_variance": rng.uniform(0.5, 1.5, channels)}
+    for name, value in values.items():
+        getattr(norm, name).assign(value)
+    return norm, values
+
+
+def _numpy_inference(x, values, epsilon=1e-5):
+    return ((x - values["moving_mean"]) / np.sqrt(values["moving_variance"] + epsilon)
+            * values["gamma"] + values["beta"])
+
+
+@pytest.mark.parametrize("policy,channels,tolerance", [
+    ("float32", 5, 1e-5), ("mixed_bfloat16", 16, 2e-2),
+    # 4 channels: the bfloat16 layer runs its kernel in float32 (oneDNN is slow there).
+    ("mixed_bfloat16", 4, 2e-2), ("float64", 5, 1e-12)])
+def test_grid_points_in_scales_folded_and_relu_match_numpy(policy, channels, tolerance):
+    """Integer grid points with their input_scale 2**-k, an output_scale 2**k and the ReLU,
+    all folded into one kernel, against float64 numpy on the real values."""
+    norm, values = _random_norm(channels, policy)
+    k = 18
+    grid = np.random.default_rng(6).integers(-2 ** 21, 2 ** 21, (2, 3, 3, channels))
+    real = grid * 2.0 ** -k
+    out = norm(tf.constant(grid, tf.int32), training=False, input_scale=2.0 ** -k, relu=True,
+               output_scale=2.0 ** k)
+    assert out.dtype.name == norm.compute_dtype
+    expected = np.maximum(_numpy_inference(real, values), 0.0) * 2.0 ** k
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(np.asarray(tf.cast(out, tf.float64)) / scale, expected / scale,
+                               rtol=0, atol=tolerance)
+
+
+def test_grid_points_without_their_scale_are_refused():
+    norm, _ = _random_norm(3, "float32")
+    with pytest.raises(ValueError, match="input_scale"):
+        norm(tf.zeros((1, 3, 3, 3), tf.int32), training=False)
+
+
+def test_training_with_scales_matches_numpy_batch_statistics():
+    norm, values = _random_norm(5, "float32")
+    x = np.random.default_rng(7).standard_normal((4, 3, 3, 5)) * 2 + 1
+    out = norm(tf.constant(x * 4, tf.float32), training=True, update_statistics=False,
+               input_scale=0.25, output_scale=8.0).numpy()
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    expected = ((x - mean) / np.sqrt(var + 1e-5) * values["gamma"] + values["beta"]) * 8
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
