@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from irevnet_tf.serving import export as export_lib
 from irevnet_tf import model_files as model_dir_lib
+from irevnet_tf import validation
 
 SAVED_MODEL_FILE = "saved_model.pb"
 LEVELS = ("stage", "block")
@@ -59,9 +60,7 @@ class InvertibleModel:
     levels = ()
 
     def __init__(self, image_shape, source, run_config=None, batch_size=64):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"InvertibleModel: `batch_size` must be an int >= 1, got "
-                             f"{batch_size!r}.")
+        validation.check_int(batch_size, "InvertibleModel: `batch_size`", 1)
         self.image_shape = tuple(int(size) for size in image_shape)
         self.source = str(source)
         self.run_config = run_config

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf import configs
+from irevnet_tf import configs, validation
 from irevnet_tf.benchmarking import process_memory
 from irevnet_tf.model import IRevNet
 from irevnet_tf.training.optimizer import MomentumSGD
@@ -43,9 +43,7 @@ PATHS = ("loop", "fit")
 def benchmark_model_kwargs(config_name, image_size=None, blocks_multiplier=1, reversible=True,
                            num_classes=None):
     """IRevNet keyword arguments of `config_name`, deeper and at another size if asked."""
-    if isinstance(blocks_multiplier, bool) or not isinstance(blocks_multiplier, int) \
-            or blocks_multiplier < 1:
-        raise ValueError(f"`blocks_multiplier` must be an int >= 1, got {blocks_multiplier!r}.")
+    validation.check_int(blocks_multiplier, "`blocks_multiplier`", 1)
     kwargs = configs.get_config(config_name)
     overrides = {"blocks": tuple(b * blocks_multiplier for b in kwargs["blocks"]),
                  "reversible": bool(reversible)}
@@ -148,8 +146,7 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     """
     for name, value, low in (("batch_size", batch_size, 1), ("warmup", warmup, 1),
                              ("repeats", repeats, 1), ("memory_repeats", memory_repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
+        validation.check_int(value, f"`{name}`", low)
     keras.utils.set_random_seed(seed)
     kwargs = benchmark_model_kwargs(config_name, image_size, blocks_multiplier, reversible)
     rss_start = process_memory.current_rss_bytes()
