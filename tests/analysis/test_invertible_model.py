@@ -10,8 +10,8 @@ from irevnet_tf.analysis import (KerasInvertibleModel, SavedModelInvertibleModel
                                  load_invertible_model, resolve_model_path)
 from irevnet_tf.model_files import RunConfig, run_config_path
 from tests.helpers import randomize_batch_norms
-from tests.analysis.model_fixtures import (MEAN, STD, export_saved_model, identity_twin,
-                                           normalised)
+from tests.helpers.models import identity_twin
+from tests.analysis.model_fixtures import MEAN, STD, export_saved_model, normalised
 
 
 @pytest.fixture(scope="module")
