@@ -42,6 +42,21 @@ def _fail(error, name, what, hint, value):
     raise error(f"{name} must be {what}{hint}, got {value!r}.")
 
 
+def _number_text(number):
+    return str(number) if isinstance(number, int) else f"{number:g}"
+
+
+def _requirement(noun, low, high, low_open=False, high_open=False, interval_noun=None):
+    """"an int >= 1", "a number > 0", "in [0, 1)"...: the words for the bounds."""
+    if low is not None and high is not None:
+        return f"{interval_noun or noun + ' in'} {interval_text(low, high, low_open, high_open)}"
+    if low is not None:
+        return f"{noun} {'>' if low_open else '>='} {_number_text(low)}"
+    if high is not None:
+        return f"{noun} {'<' if high_open else '<='} {_number_text(high)}"
+    return noun
+
+
 def check_int(value, name, low=None, high=None, *, what=None, hint="", optional=False,
               numpy_ints=False, error=ValueError):
     """Returns `value` as an int (None if `optional` and None), else raises `error`.
@@ -52,16 +67,7 @@ def check_int(value, name, low=None, high=None, *, what=None, hint="", optional=
     if value is None and optional:
         return None
     if not is_int(value, low, high, numpy_ints):
-        if what is None:
-            if low is not None and high is not None:
-                what = f"an int in [{low}, {high}]"
-            elif low is not None:
-                what = f"an int >= {low}"
-            elif high is not None:
-                what = f"an int <= {high}"
-            else:
-                what = "an int"
-        _fail(error, name, what, hint, value)
+        _fail(error, name, what or _requirement("an int", low, high), hint, value)
     return int(value)
 
 
@@ -81,7 +87,8 @@ def check_int_sequence(value, name, low=None, *, what=None, hint="", error=Value
 
 def interval_text(low, high, low_open=False, high_open=False):
     """"[0, 1)" and the like, as the messages print an interval."""
-    return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return (f"{'(' if low_open else '['}{_number_text(low)}, {_number_text(high)}"
+            f"{')' if high_open else ']'}")
 
 
 def check_number(value, name, low=None, high=None, *, low_open=False, high_open=False,
@@ -94,15 +101,8 @@ def check_number(value, name, low=None, high=None, *, low_open=False, high_open=
     if value is None and optional:
         return None
     if not is_number(value, low, high, low_open, high_open):
-        if what is None:
-            if low is not None and high is not None:
-                what = f"in {interval_text(low, high, low_open, high_open)}"
-            elif low is not None:
-                what = f"a number {'>' if low_open else '>='} {low:g}"
-            elif high is not None:
-                what = f"a number {'<' if high_open else '<='} {high:g}"
-            else:
-                what = "a finite number"
+        what = what or _requirement("a number", low, high, low_open, high_open,
+                                    interval_noun="in")
         _fail(error, name, what, hint, value)
     return float(value)
 
