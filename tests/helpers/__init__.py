@@ -6,7 +6,8 @@ test module imports another.
 - `tests.helpers.processes`: fresh Python processes (environment, free ports);
 - `tests.helpers.models`: identity-normalised twins of models;
 - `tests.helpers.layer_test`: the checks every layer of `irevnet_tf.layers` passes;
-- `tests.helpers.events`: TensorBoard event files as dicts.
+- `tests.helpers.events`: TensorBoard event files as dicts;
+- `tests.helpers.trainer_script`: trainers/train_imagenet.py in subprocesses.
 """
 
 import numpy as np

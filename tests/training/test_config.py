@@ -102,6 +102,20 @@ def test_bad_values_name_the_flag(argv, flag):
         parse("--model_dir=/tmp/run", *argv)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--model_dir=/tmp/run", "--train_steps=5", "--train_epochs=2"],
+     "--train_steps and --train_epochs are mutually exclusive"),
+    (["--model_dir=/tmp/run", "--config=resnet"], "--config='resnet' is not a known configuration"),
+    ([], "--model_dir is required"),
+])
+def test_flag_messages_as_the_script_prints_them(argv, message):
+    """The messages test_entry_point.py once read from five script processes (it keeps two:
+    the script prints a FlagError's message whatever raised it)."""
+    with pytest.raises(FlagError) as raised:
+        parse("--dataset=digits", *argv)
+    assert message in str(raised.value)
+
+
 def test_model_dir_is_required():
     with pytest.raises(FlagError, match="^--model_dir is required"):
         parse()
