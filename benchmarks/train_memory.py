@@ -2,15 +2,17 @@ r"""Activation memory and speed of a training step: reversible (memory-saving) v
 
 Each measurement runs in its own subprocess (a fresh heap and allocator pool). For every
 blocks multiplier and gradient kind it builds the model and the trainer's MomentumSGD optimizer
-(slots created), traces the `tf.function` train step, runs it (`--warmup`), times
+(slots created), traces the training step that ships (`--path=loop`: the trainer's,
+`ClassificationTask.train_step` through `TrainingLoops`), runs it (`--warmup`), times
 `--repeats` steps and then records the peak RSS of `--memory_repeats` more. It reports
 (irevnet_tf/benchmarking/train_step.py has the details):
 
-- with --path=fit the step is Keras' own `train_step`: `model.compile(optimizer=MomentumSGD(
-  ...), loss=...)` and `model.train_on_batch` (the per-step function `model.fit` runs); its
-  optimizer slots are built and its step function traced before the baseline too.
+- with --path=fit the step is Keras' own `train_step` after `model.compile(optimizer=
+  MomentumSGD(...), loss=...)`, run as `model.fit` runs it (under the model's
+  `distribute_strategy.run` in a `tf.function`; `shipped_steps.keras_train_step_function`);
+  its optimizer slots are built and its step function traced before the baseline too.
   "(model)" figures start from the RSS with the model alone, as a measurement from before
-  the first `train_on_batch` does: they add the momentum slots and the traced graph.
+  the first `fit` does: they add the momentum slots and the traced graph.
 - act. RSS: peak RSS over those steps - RSS with model, optimizer and traced step - one
   float32 copy of the parameters (the gradients); "(built)": the same from the RSS
   before tracing, which adds the traced graph's Python objects (about 0.3 GiB for
@@ -38,8 +40,8 @@ Examples:
     # A quick check that it works:
     python benchmarks/train_memory.py --config=irevnet301 --image_size=64 \
         --blocks_multiplier=1 --repeats=2
-    # Keras' own train_step (compile + train_on_batch, as model.fit runs it) against the
-    # trainer's loop, from the same milestones (docs/memory_saving.md):
+    # Keras' own train_step (as model.fit runs it) against the trainer's step, from the
+    # same milestones (docs/memory_saving.md):
     python benchmarks/train_memory.py --config=irevnet_cifar --batch_size=8 --path=loop,fit
     # Attribution: gradients without the optimizer update; XLA:
     python benchmarks/train_memory.py --step=gradients
@@ -69,9 +71,10 @@ flags.DEFINE_list("blocks_multiplier", ["1", "2"],
 flags.DEFINE_enum("reversible", "both", ["both", "on", "off"],
                   "Gradient kinds to measure: reversible (on), plain autodiff (off) or both.")
 flags.DEFINE_list("path", ["loop"],
-                  "Training paths to measure: loop (the trainer's own tf.function step) and/or "
-                  "fit (model.compile(optimizer=MomentumSGD(...), loss=...) and "
-                  "model.train_on_batch, i.e. Keras' own train_step, as model.fit runs it).")
+                  "Training paths to measure: loop (the trainer's step: ClassificationTask."
+                  "train_step through TrainingLoops) and/or fit (model.compile(optimizer="
+                  "MomentumSGD(...), loss=...), then Keras' own train_step as model.fit runs "
+                  "it).")
 flags.DEFINE_enum("step", "train", ["train", "gradients", "forward"],
                   "What a step does: the full update, gradients only, or forward and loss.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (the first one traces).")
@@ -180,7 +183,7 @@ def _report(results):
     lines.append(
         "(built): from the RSS before tracing; (model): from the RSS with the model alone "
         "(adds the optimizer's momentum slots and the traced graph, as a baseline taken "
-        "before the first train_on_batch does).")
+        "before the first fit does).")
     by_case = {(r.get("path", "loop"), r["blocks_multiplier"], r["reversible"]): r
                for r in results}
     measures = (("act. RSS", "activation_bytes"), ("act. RSS (model)", "activation_from_model_bytes"),

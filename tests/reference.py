@@ -71,3 +71,29 @@ def block_forward(x1, x2, weights, out_channels, stride, preactivation, fraction
     if stride > 1:
         x1, x2 = space_to_depth(x1, stride), space_to_depth(x2, stride)
     return x2, fx2 + x1
+
+
+def depth_to_space(y, b):
+    """Inverse of `space_to_depth`: in[n, h*b + i, w*b + j, c] = out[n, h, w, (i*b + j)*C + c]."""
+    n, h, w, cb = y.shape
+    c = cb // (b * b)
+    out = np.zeros((n, h * b, w * b, c), y.dtype)
+    for i in range(b):
+        for j in range(b):
+            out[:, i::b, j::b, :] = y[..., (i * b + j) * c:(i * b + j + 1) * c]
+    return out
+
+
+def block_inverse(y2, y1, weights, input_halves, stride, preactivation, fraction_bits=None):
+    """The pair (x1, x2) that `block_forward` maps to (y2, y1): x2 = psi^-1(y2), then
+    x1 = psi^-1(y1 - F(x2)) (F rounded onto the grid when `fraction_bits` is given), and an
+    injective block's zero channels dropped after the halves are merged."""
+    unpsi = (lambda t: depth_to_space(t, stride)) if stride > 1 else (lambda t: t)
+    x2 = unpsi(y2)
+    fx2 = bottleneck(x2, weights, stride, preactivation)
+    if fraction_bits is not None:
+        fx2 = round_to_grid(fx2, fraction_bits)
+    x1 = unpsi(y1 - fx2)
+    c1, c2 = input_halves
+    merged = np.concatenate([x1, x2], axis=-1)[..., :c1 + c2]
+    return merged[..., :c1], merged[..., c1:]

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from irevnet_tf import cli, progress_log
+from tests.helpers.processes import ROOT, python_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What TensorFlow 2.21 prints while its shared libraries load, before its logging reads any
 # setting (irevnet_tf/environment.py): no environment variable silences these.
@@ -115,8 +115,7 @@ def test_trainer_script_is_quiet_and_fails_in_one_line(tmp_path):
     the flag, and nothing is written."""
     path = tmp_path / "model"
     path.write_text("x")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # The package's default, not the tests'.
+    env = python_env(TF_CPP_MIN_LOG_LEVEL=None)  # The package's default, not the tests'.
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "trainers", "train_imagenet.py"),
          f"--model_dir={path}", "--dataset=digits", "--config=irevnet_tiny"],
@@ -129,7 +128,7 @@ def test_trainer_script_is_quiet_and_fails_in_one_line(tmp_path):
 
 
 def test_trainer_help_lists_its_flags_by_group():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = python_env()
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "trainers", "train_imagenet.py"), "--help"],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)

@@ -7,6 +7,14 @@ The expected values are computed independently with numpy: x rounded to the grid
 2**-fraction_bits in float64. Batch norms get statistics from 0, 10 and 60 training-mode
 passes (60 passes at momentum 0.9: 99.8 % converged), which is what made the float stream's
 round trip 100x worse; the integer stream must not care.
+
+What runs, and why no more (CI time): one seed per configuration (a second seed drew other
+weights and images for the same claim); irevnet301 at 60 passes only (the statistics that
+broke the float stream; 0 and 10 passes are checked on the two smaller configurations, whose
+blocks are irevnet301's at other sizes); one eager round trip per configuration, at its
+last statistics in mixed_bfloat16 (eager = compiled is one claim per configuration; the
+compiled round trip runs at every level and precision); the float64 gradient reference only
+where a test reads it (mixed_bfloat16).
 """
 
 import os
@@ -79,12 +87,18 @@ def calibrated_models(name, batch, calibration_size, seed, pass_counts):
         yield passes, model
 
 
+# Batch-norm statistics after this many training-mode passes, by configuration.
+PASSES = {"irevnet301": (60,), "irevnet_cifar": (0, 10, 60), "irevnet_small": (0, 10, 60)}
+# The one eager round trip of each configuration: at its last statistics, in this precision.
+EAGER_PRECISION = "mixed_bfloat16"
+
+
 @pytest.mark.timeout(2400)
-@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name,batch,calibration_size", CASES)
-def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed):
+def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed=0):
     copies = {}
-    for passes, model in calibrated_models(name, batch, calibration_size, seed, (0, 10, 60)):
+    pass_counts = PASSES[name]
+    for passes, model in calibrated_models(name, batch, calibration_size, seed, pass_counts):
         images = smooth_images(batch, model.image_shape[0], seed=10 + seed)
         phis = {}
         for precision in PRECISIONS:
@@ -96,8 +110,8 @@ def test_round_trip_bit_exact_at_full_depth(name, batch, calibration_size, seed)
                 copy.set_weights(model.get_weights())
             label = f"{name} seed {seed}, {passes} passes, {precision}"
             phis[precision] = assert_round_trip_bit_exact(copy, images, label + ", tf.function")
-            if name == "irevnet301" and passes:
-                continue  # Op by op at 224x224: once per precision, at fresh statistics.
+            if passes != pass_counts[-1] or precision != EAGER_PRECISION:
+                continue
             tf.config.run_functions_eagerly(True)
             try:
                 eager = assert_round_trip_bit_exact(copy, images, label + ", eager")
@@ -135,10 +149,7 @@ class _EncodeDecode(tf.Module):
 def _export(model, directory):
     """Exports `model` (calibrated on normalised images) as a model of pixels: the same
     weights behind the pixel normalisation (MEAN, STD)."""
-    served = type(model).from_config(
-        {**model.get_config(), "pixel_mean": [MEAN], "pixel_std": [STD]})
-    served.set_weights(model.get_weights())
-    module = _EncodeDecode(served)
+    module = _EncodeDecode(model.with_pixel_normalization([MEAN], [STD]))
     tf.saved_model.save(module, directory,
                         signatures={"encode": module.encode, "decode": module.decode})
 
@@ -181,12 +192,14 @@ def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibrat
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_reversible_gradient_equals_plain_at_full_depth(precision):
     """irevnet301 at 64x64, batch 2, trained-like batch norms."""
+    bfloat16 = precision == "mixed_bfloat16"
     result = gradient_error.gradient_errors("irevnet301", image_size=64, batch_size=2,
-                                            randomize_batch_norm=True, precision=precision)
+                                            randomize_batch_norm=True, precision=precision,
+                                            float64_reference=bfloat16)
     assert result["reversible_vs_plain"]["relative_error"] <= 1e-6, result
     assert result["reversible_vs_plain"]["worst_variable_error"] <= 1e-5, result
     # The precision itself moves the gradient, so the comparison above is not vacuous.
-    if precision == "mixed_bfloat16":
+    if bfloat16:
         assert result["plain"]["relative_error"] > 1e-4, result
 
 

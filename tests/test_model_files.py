@@ -11,8 +11,8 @@ import pytest
 
 from irevnet_tf import build_irevnet, model_files
 from irevnet_tf.files import WriteError
+from tests.helpers.processes import ROOT, python_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_serving_conversion_and_analysis_load_models_without_the_trainer():
@@ -21,7 +21,7 @@ def test_serving_conversion_and_analysis_load_models_without_the_trainer():
             "irevnet_tf.analysis.invertible_model, irevnet_tf.model_files; "
             "print(sorted(m for m in sys.modules if m.startswith('irevnet_tf.training')))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+                            cwd=ROOT, env=python_env(pythonpath=ROOT), timeout=300)
     assert output.returncode == 0, output.stderr[-2000:]
     assert output.stdout.strip().splitlines()[-1] == "[]"
 

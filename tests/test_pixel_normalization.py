@@ -21,6 +21,7 @@ from irevnet_tf import IRevNet, build_irevnet
 from irevnet_tf import model_files
 from irevnet_tf.layers.fixed_point import DEFAULT_FRACTION_BITS
 from tests.helpers import randomize_batch_norms
+from tests.helpers.processes import python_env
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -174,12 +175,6 @@ CHILD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _subprocess_env():
-    from tests.serving.helpers import subprocess_env
-
-    return subprocess_env()
-
-
 def _outputs_of_the_keras_file_alone(keras_path, pixels, tmp_path):
     """encode, decode and predict of `pixels` by `keras.saving.load_model` in a fresh process
     that sees only a copy of the .keras file (no sidecar)."""
@@ -188,7 +183,7 @@ def _outputs_of_the_keras_file_alone(keras_path, pixels, tmp_path):
     shutil.copy(keras_path, alone / "model.keras")
     np.save(alone / "pixels.npy", pixels)
     result = subprocess.run([sys.executable, "-c", CHILD_SCRIPT, str(alone),
-                             str(alone / "pixels.npy")], env=_subprocess_env(),
+                             str(alone / "pixels.npy")], env=python_env(),
                             cwd=str(alone), capture_output=True, text=True,
                             timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers.processes import ROOT, python_env
+
 README = os.path.join(ROOT, "README.md")
 
 _BLOCK = re.compile(r"(?:<!--\s*not run:\s*(?P<reason>[^>]*?)\s*-->\s*\n)?```python\n"
@@ -77,8 +78,7 @@ def test_every_named_repository_file_exists():
 def test_python_block_runs(line, code, reason, tmp_path):
     if reason:
         pytest.skip(f"README.md:{line} is marked not run: {reason}")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env = python_env()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=tmp_path, env=env, timeout=900)
     assert result.returncode == 0, f"README.md:{line} failed:\n{result.stderr[-3000:]}"

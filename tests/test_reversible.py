@@ -463,76 +463,40 @@ def test_mixed_bfloat16_fit_step_trains():
 
 
 # --- memory ------------------------------------------------------------------------------
-
-# Runs in a fresh process whose CPU allocator keeps statistics (TF_CPU_ALLOCATOR_USE_BFC
-# must be set before TensorFlow starts): the peak of live tensor bytes while computing
-# the gradients, over those alive before, for irevnet_small and the same model with every
-# stage twice as deep.
-_MEMORY_PROBE = r"""
-import json, sys
-import keras, tensorflow as tf
-mode, batch_size = sys.argv[1], int(sys.argv[2])
-# One inter-op thread: the graph executor then runs independent ops in one order, not in
-# whichever order two threads reach them (which moved the gradients' peaks by 10 MB
-# between runs).
-tf.config.threading.set_inter_op_parallelism_threads(1)
-from irevnet_tf.benchmarking import train_step
-from irevnet_tf.model import IRevNet
-
-def gradients(model, images, labels):
-    with tf.GradientTape() as tape:
-        logits = model(images, training=True)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    return loss + tf.add_n([tf.reduce_sum(g[..., :1]) * 0.0 for g in grads])
-
-peaks = {}
-for multiplier in (1, 2):
-    for reversible in (True, False):
-        kwargs = train_step.benchmark_model_kwargs("irevnet_small", 32, multiplier, reversible)
-        model = IRevNet(**kwargs)
-        images = tf.random.normal([batch_size, *kwargs["input_shape"]])
-        labels = tf.zeros([batch_size], tf.int32)
-        compute = gradients if mode == "eager" else tf.function(gradients)
-        arguments = (model, images, labels)
-        compute(*arguments)
-        # The smallest of three steps: what the step needs, less the noise.
-        peak = min(train_step.tf_allocator_peak(compute, *arguments) for _ in range(3))
-        peaks[f"{multiplier},{reversible}"] = peak - train_step.parameter_bytes(
-            model.trainable_variables)
-print("PEAKS " + json.dumps(peaks))
-"""
+# The probes are irevnet_tf/benchmarking/memory_probes.py, each run in a fresh process (its
+# docstring says what each measures and why a fresh process).
 
 
-def run_memory_probe(probe, *arguments):
-    """Runs `probe` in a fresh process whose allocator keeps statistics; its PEAKS line."""
+def run_memory_probe(*arguments, **env):
+    """Runs `python -m irevnet_tf.benchmarking.memory_probes *arguments` with TensorFlow's
+    allocator keeping statistics; the dict of its PEAKS line."""
     import json
-    import os
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    completed = subprocess.run([sys.executable, "-c", probe, *map(str, arguments)],
-                               env=env, capture_output=True, text=True, timeout=600, check=False)
+    from tests.helpers.processes import python_env
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "irevnet_tf.benchmarking.memory_probes", *map(str, arguments)],
+        env=python_env(**{"TF_CPU_ALLOCATOR_USE_BFC": "true", **env}), capture_output=True,
+        text=True, timeout=900, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("PEAKS ")]
     assert lines, completed.stderr[-3000:]
     return json.loads(lines[0][len("PEAKS "):])
 
 
 def measure_gradient_memory(mode, batch_size=32):
-    peaks = run_memory_probe(_MEMORY_PROBE, mode, batch_size)
+    peaks = run_memory_probe("gradients", mode, batch_size)
     return {(int(k.split(",")[0]), k.split(",")[1] == "True"): v for k, v in peaks.items()}
 
 
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_reversible_gradient_memory_does_not_grow_with_depth(mode):
-    """Tensor memory of a gradient computation minus the gradients themselves: plain
-    autodiff holds every activation, so doubling the blocks adds about as much again; the
-    reversible gradient holds a few pairs and one block's activations at a time. (Bounds
-    are loose: the graph executor's op order varies by a few MB between runs.)"""
+    """Tensor memory of a gradient computation (`tf.GradientTape` over the training-mode
+    loss, what every training step runs) minus the gradients themselves: plain autodiff
+    holds every activation, so doubling the blocks adds about as much again; the reversible
+    gradient holds a few pairs and one block's activations at a time. (Bounds are loose: the
+    graph executor's op order varies by a few MB between runs.)"""
     peaks = measure_gradient_memory(mode)
     plain_growth = peaks[2, False] - peaks[1, False]
     reversible_growth = peaks[2, True] - peaks[1, True]
@@ -547,112 +511,47 @@ def test_reversible_gradient_memory_does_not_grow_with_depth(mode):
     assert reversible_growth < 0.25 * plain_growth, peaks
 
 
-# The whole training step with the trainer's optimizer (MomentumSGD, coupled weight decay),
-# at batch 2, four times irevnet_small's channels and three times its blocks (129 MB of
-# parameters, none above 9.4 MB): a copy of the parameters then outweighs the step's
-# activations and scratch. (At six times the channels and its own depth the larger
-# variables' transients put the shipped step within 10 MB of the bound.) Measured twice: as
-# shipped, and with the one-replica all-reduce that MomentumSGD skips put back (Keras'
-# own `_all_reduce_sum_gradients`, whose gradient is one op taking every gradient), the
-# step that holds every gradient before it updates any.
-_STEP_MEMORY_PROBE = r"""
-import json, sys
-import keras, tensorflow as tf
-mode = sys.argv[1]
-tf.config.threading.set_inter_op_parallelism_threads(1)  # One op order (see above).
-from irevnet_tf.benchmarking import train_step
-from irevnet_tf.model import IRevNet
-
-class HoldingMomentumSGD(train_step.MomentumSGD):
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        return super(train_step.MomentumSGD, self)._all_reduce_sum_gradients(grads_and_vars)
-
-peaks = {}
-for name, optimizer_class in (("shipped", train_step.MomentumSGD),
-                              ("holding", HoldingMomentumSGD)):
-    kwargs = train_step.benchmark_model_kwargs("irevnet_small", 32, blocks_multiplier=3)
-    kwargs["channels"] = tuple(4 * c for c in kwargs["channels"])
-    model = IRevNet(**kwargs)
-    optimizer = optimizer_class(0.01, momentum=0.9, l2_decay=1e-4)
-    images = tf.random.normal([2, *kwargs["input_shape"]])
-    labels = tf.zeros([2], tf.int32)
-    if mode == "train":  # The trainer's loop.
-        optimizer.build(model.trainable_variables)
-        compute = train_step.make_train_step(model, optimizer)
-    else:  # Keras' own train_step, the function model.fit runs.
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        compute = lambda images, labels: tf.constant(model.train_on_batch(images, labels))
-    compute(images, labels)  # Creates the optimizer's slots and traces the step.
-    peaks[name] = [train_step.tf_allocator_peak(compute, images, labels) for _ in range(3)]
-peaks["parameters"] = train_step.parameter_bytes(model.trainable_variables)
-print("PEAKS " + json.dumps(peaks))
-"""
-
-
 @pytest.mark.parametrize("mode", ["train", pytest.param("fit", marks=pytest.mark.slow)])
 def test_reversible_training_step_does_not_hold_all_gradients(mode):
-    """The whole training step updates each variable as soon as its gradient exists, so it
-    never holds every gradient at once: its peak stays below that of the same step with
-    Keras' one-replica all-reduce put back by at least half a copy of the parameters.
+    """The whole training step as it ships updates each variable as soon as its gradient
+    exists, so it never holds every gradient at once: its peak stays below that of the same
+    step with Keras' one-replica all-reduce put back by at least half a copy of the
+    parameters.
 
-    "train": the trainer's loop. "fit": Keras' own `train_step` (`compile(optimizer=
-    MomentumSGD)` and `train_on_batch`, the function `model.fit` runs), which runs it
-    inside the default strategy's `run`. Each peak is over the memory live before the
-    step, measured after a first step that creates the optimizer's slots. (The shipped
-    step's peak moved by up to 7 MB from step to step, with the intra-op threads' timing,
-    so the largest of three is taken; the holding step's, by 0.7 MB. See
-    docs/memory_saving.md.)"""
-    peaks = run_memory_probe(_STEP_MEMORY_PROBE, mode)
+    "train": the trainer's step (`ClassificationTask.train_step` through `TrainingLoops`,
+    with its non-finite-gradient check and step counter). "fit": `model.fit` itself
+    (`compile(optimizer=MomentumSGD)`, one batch per call), which runs Keras' `train_step`
+    inside the default strategy's `run`. Each peak is over the memory live before the step,
+    measured after a first step that creates the optimizer's slots. (The shipped step's
+    peak moved by up to 11 MB from step to step, with the intra-op threads' timing, so the
+    largest of three is taken. Measured: shipped 33-44 MB (train) and 23-28 MB (fit),
+    bound 74 MB; see docs/memory_saving.md.)"""
+    peaks = run_memory_probe("step", mode)
     parameters = peaks["parameters"]
     holding, shipped = min(peaks["holding"]), max(peaks["shipped"])
     # The probe sees a held copy: the holding step's peak exceeds one copy of the
-    # parameters (measured 163-170 MB against 129 MB), or the bound below says nothing.
+    # parameters (measured 138-148 MB against 128.5 MB), or the bound below says nothing.
     assert holding > parameters, peaks
     assert shipped < holding - parameters / 2, peaks
-
-
-_XLA_MEMORY_PROBE = r"""
-import sys
-import keras, tensorflow as tf
-from irevnet_tf.benchmarking import train_step
-from irevnet_tf.model import IRevNet
-
-multiplier, reversible = int(sys.argv[1]), sys.argv[2] == "True"
-kwargs = train_step.benchmark_model_kwargs("irevnet_small", 32, multiplier, reversible)
-model = IRevNet(**kwargs)
-optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-optimizer.build(model.trainable_variables)
-step = train_step.make_train_step(model, optimizer, jit_compile=True)
-step(tf.random.normal([32, *kwargs["input_shape"]]), tf.zeros([32], tf.int32)).numpy()
-"""
 
 
 @pytest.mark.slow
 def test_xla_reversible_step_memory_does_not_grow_with_depth(tmp_path):
     """XLA ignores control dependencies; the rebuild's data dependency on the later
-    block's gradients must keep it from holding many blocks' activations. Measured by
-    XLA's own buffer assignment (which includes parameters and optimizer temporaries,
-    hence the loose bound)."""
-    import os
-    import subprocess
-    import sys
-
+    block's gradients must keep it from holding many blocks' activations. Measured on the
+    trainer's step with `jit_compile=True` (XLA compiles its forward and backward pass) by
+    XLA's own buffer assignment, which includes the parameters and the gradients, hence the
+    loose bounds."""
     from irevnet_tf.benchmarking import train_step
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     totals = {}
     for multiplier in (1, 2):
         for reversible in (True, False):
             dump = tmp_path / f"{multiplier}_{reversible}"
-            env = dict(os.environ, XLA_FLAGS=f"--xla_dump_to={dump}", TF_CPP_MIN_LOG_LEVEL="2",
-                       PYTHONPATH=os.pathsep.join(
-                           p for p in (root, os.environ.get("PYTHONPATH")) if p))
-            completed = subprocess.run(
-                [sys.executable, "-c", _XLA_MEMORY_PROBE, str(multiplier), str(reversible)],
-                env=env, capture_output=True, text=True, timeout=900, check=False)
-            assert completed.returncode == 0, completed.stderr[-3000:]
-            totals[multiplier, reversible] = train_step.xla_buffer_bytes(str(dump))
+            run_memory_probe("xla", multiplier, reversible, XLA_FLAGS=f"--xla_dump_to={dump}",
+                             TF_CPU_ALLOCATOR_USE_BFC=None)
+            totals[multiplier, reversible] = train_step.xla_buffer_bytes(
+                str(dump), "compute_gradients")
     plain_growth = totals[2, False] - totals[1, False]
     reversible_growth = totals[2, True] - totals[1, True]
     assert totals[1, True] < 0.8 * totals[1, False], totals

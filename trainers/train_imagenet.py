@@ -3,8 +3,9 @@ r"""Trains i-RevNet on ImageNet (or another image data set) on TPUs, GPUs or CPU
     python trainers/train_imagenet.py --strategy=tpu --tpu=local \
         --model_dir=gs://bucket/irevnet301 --data_dir=gs://bucket/tensorflow_datasets
 
-The defaults are the paper's recipe for i-RevNet-301: SGD with momentum 0.9, coupled
-weight decay 1e-4, batch 256, lr 0.1 divided by 10 every 160k steps, 600k steps.
+The defaults are the paper's recipe for i-RevNet-301 (irevnet_tf.training.recipes.IMAGENET_PAPER):
+SGD with momentum 0.9, coupled weight decay 1e-4, batch 256, learning rate 0.1 divided by 10
+every 160k steps, 600k steps.
 A quick look on a CPU (random images at the configuration's size, 3 steps):
 
     python trainers/train_imagenet.py --model_dir=/tmp/irevnet_speed --config=irevnet_cifar \

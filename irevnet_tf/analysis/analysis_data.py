@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from irevnet_tf.data import digits as digits_lib
+from irevnet_tf import validation
 
 DIGITS = "digits"
 
@@ -60,10 +61,8 @@ def load_examples(dataset, image_shape, num_examples=None, data_dir=None,
     if height != width:
         raise ValueError(f"dataset {dataset!r}: the analyses' data pipelines make square "
                          f"images, but the model takes {height}x{width}.")
-    if num_examples is not None and (isinstance(num_examples, bool) or
-                                     not isinstance(num_examples, int) or num_examples < 1):
-        raise ValueError(f"num_examples must be an int >= 1 (examples per part), got "
-                         f"{num_examples!r}.")
+    validation.check_int(num_examples, "num_examples", 1, hint=" (examples per part)",
+                         optional=True)
     if dataset == DIGITS:
         (train_images, train_labels), (holdout_images, holdout_labels) = (
             digits_lib.split_digits())

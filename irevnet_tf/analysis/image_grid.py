@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from irevnet_tf.analysis import output_files
+from irevnet_tf import validation
 
 BORDER = 2
 BORDER_VALUE = 128
@@ -42,8 +43,7 @@ def tile_grid(cells, border=BORDER):
     if channels not in PNG_CHANNELS:
         raise ValueError(f"tile_grid: images must have 1 (grey) or 3 (RGB) channels for PNG, "
                          f"got {channels}.")
-    if isinstance(border, bool) or not isinstance(border, int) or border < 0:
-        raise ValueError(f"tile_grid: `border` must be an int >= 0, got {border!r}.")
+    validation.check_int(border, "tile_grid: `border`", 0)
     grid = np.full((*grid_size(rows, columns, height, width, border), channels),
                    BORDER_VALUE, np.uint8)
     pixels = to_uint8(cells)

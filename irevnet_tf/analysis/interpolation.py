@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from irevnet_tf.analysis import figures, image_grid, output_files
+from irevnet_tf import validation
 
 OVERVIEW_FILE = "interpolations.png"
 STRIP_FILE = "interpolation_pair_{}.png"
@@ -59,9 +60,7 @@ def choose_pairs(labels, num_pairs):
 def interpolation_rows(model, pixels_a, pixels_b, steps):
     """`(representation_row, pixel_row, t)` for one pair: two (steps, H, W, C) float32 pixel
     arrays and the (steps,) t values."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps must be an int >= 2 (the end points included), got "
-                         f"{steps!r}.")
+    validation.check_int(steps, "steps", 2, hint=" (the end points included)")
     t = np.linspace(0.0, 1.0, steps)
     # In float64 (whatever Phi's dtype, integer included) so that t = 0 and t = 1
     # reproduce Phi(a) and Phi(b) exactly.
@@ -80,8 +79,7 @@ def run_interpolation(model, pixels, labels, output_dir, num_pairs=4, steps=8,
     writes the overview figure, the JSON and, with `exact_strips`, one exact pixel strip
     per pair; returns the report with the paths (a pair's `strip_png` is None without
     `exact_strips`)."""
-    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
-        raise ValueError(f"pairs must be an int >= 1, got {num_pairs!r}.")
+    validation.check_int(num_pairs, "pairs", 1)
     pixels = np.asarray(pixels, np.float32)
     pairs = choose_pairs(labels, num_pairs)
     representation_rows, pixel_rows, records = [], [], []

@@ -37,6 +37,8 @@ import tensorflow as tf
 
 from irevnet_tf.serving import export as export_lib
 from irevnet_tf import model_files as model_dir_lib
+from irevnet_tf import validation
+from irevnet_tf.layers.fixed_point import FixedPoint, StreamRangeError
 
 SAVED_MODEL_FILE = "saved_model.pb"
 LEVELS = ("stage", "block")
@@ -59,9 +61,7 @@ class InvertibleModel:
     levels = ()
 
     def __init__(self, image_shape, source, run_config=None, batch_size=64):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"InvertibleModel: `batch_size` must be an int >= 1, got "
-                             f"{batch_size!r}.")
+        validation.check_int(batch_size, "InvertibleModel: `batch_size`", 1)
         self.image_shape = tuple(int(size) for size in image_shape)
         self.source = str(source)
         self.run_config = run_config
@@ -289,8 +289,10 @@ class SavedModelInvertibleModel(InvertibleModel):
                              "width.")
         super().__init__(shape, source, _find_run_config(self.export_dir), batch_size)
         bits = getattr(self._loaded, "fraction_bits", None)
-        # Exports older than the integer stream have float features (scale 1).
-        self._scale = 1.0 if bits is None else float(2 ** int(bits.numpy()))
+        # The export's number format, so that the analysis quantises as the model does (range
+        # check, saturating cast). Exports older than the integer stream have float features
+        # in real units and no format (None).
+        self._grid = None if bits is None else FixedPoint(int(bits.numpy()))
         self._feature_dtype = _signature_input(self._decode_signature, "features", "decode",
                                                source).dtype
         self.levels = ("stage",) if self._stages_signature is not None else ()
@@ -304,7 +306,9 @@ class SavedModelInvertibleModel(InvertibleModel):
         return list(self._stage_names)
 
     def _real(self, grid_points, dtype=tf.float32):
-        return tf.cast(grid_points, dtype) / self._scale
+        if self._grid is None:
+            return tf.cast(grid_points, dtype)
+        return self._grid.dequantize(grid_points, dtype)
 
     def _encode_batch(self, pixels):
         return self._real(self._call(self._encode_signature, "images", pixels,
@@ -312,7 +316,11 @@ class SavedModelInvertibleModel(InvertibleModel):
 
     def _decode_batch(self, features):
         if self._feature_dtype.is_integer:  # Real units -> grid points (exact on encode's).
-            features = tf.cast(tf.round(tf.cast(features, tf.float64) * self._scale), tf.int32)
+            try:
+                features = self._grid.quantize(tf.cast(features, tf.float64),
+                                               "InvertibleModel.decode", "the features")
+            except tf.errors.InvalidArgumentError as error:
+                StreamRangeError.reraise_from(error)
         else:  # An export older than the integer stream takes its float dtype.
             features = tf.cast(features, self._feature_dtype)
         return self._call(self._decode_signature, "features", features,

@@ -12,6 +12,7 @@ import time
 
 from absl import logging
 
+from irevnet_tf import validation
 from irevnet_tf.analysis import (analysis_data, image_grid, interpolation, output_files,
                                  reconstruction, separation)
 from irevnet_tf.analysis.invertible_model import (LEVELS, InvertibleModel,
@@ -32,11 +33,6 @@ def parse_analyses(analyses):
         raise ValueError(f"analyses: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
                          f"accepted: {', '.join(ANALYSES)} (comma-separated).")
     return list(dict.fromkeys(names))
-
-
-def _check_positive_int(value, argument, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}.")
 
 
 def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_examples=None,
@@ -73,12 +69,11 @@ def run_analyses(model, output_dir, dataset="digits", data_dir=None, num_example
     names = parse_analyses(analyses)
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}.")
-    _check_positive_int(pairs, "pairs")
-    _check_positive_int(steps, "steps", minimum=2)
-    _check_positive_int(batch_size, "batch_size")
-    _check_positive_int(grid_examples, "grid_examples")
-    if num_examples is not None:
-        _check_positive_int(num_examples, "num_examples")
+    for argument, value, low in (("pairs", pairs, 1), ("steps", steps, 2),
+                                 ("batch_size", batch_size, 1),
+                                 ("grid_examples", grid_examples, 1)):
+        validation.check_int(value, argument, low)
+    validation.check_int(num_examples, "num_examples", 1, optional=True)
     if not isinstance(model, InvertibleModel):
         resolve_model_path(model)  # Fails on an empty or wrong path before any loading.
         model = load_invertible_model(model, batch_size=batch_size, image_size=image_size)

@@ -36,7 +36,7 @@ import os
 import numpy as np
 from absl import logging
 
-from irevnet_tf import progress_log
+from irevnet_tf import progress_log, validation
 from irevnet_tf.analysis import output_files
 
 CSV_FILE = "separation.csv"
@@ -65,8 +65,7 @@ def standardise(train_features, test_features):
 def ridge_classifier_accuracy(train_features, train_labels, test_features, test_labels,
                               l2=1.0):
     """Held-out accuracy of the ridge-regression classifier described in the module doc."""
-    if not l2 > 0:
-        raise ValueError(f"l2 must be > 0, got {l2!r}.")
+    validation.check_number(l2, "l2", 0, low_open=True, what="> 0")
     train_x, test_x = standardise(train_features, test_features)
     classes, train_index = np.unique(np.asarray(train_labels), return_inverse=True)
     targets = np.eye(len(classes))[train_index]
@@ -124,8 +123,7 @@ def contraction_ratio(features, labels):
 def principal_components_for_variance(features, fraction=VARIANCE_FRACTION):
     """The smallest number of principal components holding `fraction` of the variance
     (0 when all examples are equal)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+    validation.check_number(fraction, "fraction", 0, 1, low_open=True)
     x = _flatten(features)
     x = x - x.mean(axis=0)
     # X^T X (D x D) and X X^T (N x N) share their non-zero eigenvalues: use the smaller.

@@ -2,7 +2,10 @@
 
 `measure_training_step` builds a named configuration (optionally with every stage
 `blocks_multiplier` times deeper, and at another image size), the trainer's MomentumSGD
-optimizer with its slots created, and a `tf.function` train step, then reports:
+optimizer with its slots created, and a training step that ships (`shipped_steps`):
+`path="loop"` the trainer's (`ClassificationTask.train_step` through `TrainingLoops`),
+`path="fit"` Keras' `train_step` as `model.fit` runs it (traced before the baseline, which
+`fit` itself cannot be). It then reports:
 
 - activation memory from the resident set size: the peak RSS over steady-state steps,
   minus the RSS with the model, the optimizer slots and the traced step function, minus
@@ -17,8 +20,9 @@ optimizer with its slots created, and a `tf.function` train step, then reports:
   at once and the figures above can be negative.
 - step time (median of timed steps after warm-up) and images per second.
 
-`step="gradients"` and `step="forward"` measure parts of the step (gradients without
-the optimizer update; the training-mode forward and loss only), to attribute memory.
+`step="gradients"` and `step="forward"` measure parts of a step (gradients without the
+optimizer update; the training-mode forward and loss only), to attribute memory: those run
+`make_partial_step`, a bare `tf.function` of the part, not a shipped step.
 """
 
 import gc
@@ -31,21 +35,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf import configs
-from irevnet_tf.benchmarking import process_memory
+from irevnet_tf import configs, validation
+from irevnet_tf.benchmarking import process_memory, shipped_steps
 from irevnet_tf.model import IRevNet
 from irevnet_tf.training.optimizer import MomentumSGD
 
 STEPS = ("train", "gradients", "forward")
+PARTIAL_STEPS = STEPS[1:]
 PATHS = ("loop", "fit")
 
 
 def benchmark_model_kwargs(config_name, image_size=None, blocks_multiplier=1, reversible=True,
                            num_classes=None):
     """IRevNet keyword arguments of `config_name`, deeper and at another size if asked."""
-    if isinstance(blocks_multiplier, bool) or not isinstance(blocks_multiplier, int) \
-            or blocks_multiplier < 1:
-        raise ValueError(f"`blocks_multiplier` must be an int >= 1, got {blocks_multiplier!r}.")
+    validation.check_int(blocks_multiplier, "`blocks_multiplier`", 1)
     kwargs = configs.get_config(config_name)
     overrides = {"blocks": tuple(b * blocks_multiplier for b in kwargs["blocks"]),
                  "reversible": bool(reversible)}
@@ -56,71 +59,26 @@ def benchmark_model_kwargs(config_name, image_size=None, blocks_multiplier=1, re
     return configs.get_config(config_name, **overrides)
 
 
-def make_train_step(model, optimizer, step="train", jit_compile=False):
-    """A `tf.function(images, labels) -> loss` doing `step` ("train", "gradients", "forward")."""
-    if step not in STEPS:
-        raise ValueError(f"`step` must be one of {STEPS}, got {step!r}.")
+def make_partial_step(model, step="gradients", jit_compile=False):
+    """A bare `tf.function(images, labels) -> loss` doing part of a training step, to
+    attribute memory: "gradients" (forward and every gradient, no update) or "forward"
+    (the training-mode forward and loss). Not a step that ships: see `shipped_steps`."""
+    if step not in PARTIAL_STEPS:
+        raise ValueError(f"`step` must be one of {PARTIAL_STEPS}, got {step!r}.")
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def train_step(images, labels):
+    def partial_step(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             loss = loss_fn(labels, logits)
         if step == "forward":
             return loss
-        variables = model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        if step == "train":
-            optimizer.apply(grads, variables)
-            return loss
+        grads = tape.gradient(loss, model.trainable_variables)
         # Consume every gradient, or graph pruning would skip computing it.
         return loss + tf.add_n([tf.reduce_sum(tf.cast(g[..., :1], loss.dtype)) * 0.0
                                 for g in grads])
 
-    return tf.function(train_step, jit_compile=jit_compile)
-
-
-class _KerasStep:
-    """`model.train_on_batch(images, labels)` as a step: `get_concrete_function` traces
-    Keras' own per-step `tf.function` (the one `fit` and `train_on_batch` run) without
-    running it; a call runs `train_on_batch` and returns the loss as a tensor."""
-
-    def __init__(self, model, step_function):
-        self._model = model
-        self._step_function = step_function
-
-    def get_concrete_function(self, images, labels):
-        return self._step_function.get_concrete_function((images, labels, None))
-
-    def tracing_count(self):
-        return self._step_function.experimental_get_tracing_count()
-
-    def __call__(self, images, labels):
-        return tf.constant(self._model.train_on_batch(images, labels))
-
-
-def _keras_train_step(model, images, labels):
-    """Keras' per-step function of a compiled `model`, wrapped as a step (`_KerasStep`)."""
-    model._maybe_symbolic_build(data_batch=(images, labels, None))  # pylint: disable=protected-access
-    model.make_train_function()
-    # Keras keeps its `tf.function` of one step (`one_step_on_data`) in the closure of
-    # `model.train_function`; find it there, to trace it before the baseline.
-    pending, seen = [model.train_function], set()
-    while pending:
-        function = pending.pop()
-        if id(function) in seen:
-            continue
-        seen.add(id(function))
-        if hasattr(function, "get_concrete_function"):
-            return _KerasStep(model, function)
-        for cell in getattr(function, "__closure__", None) or ():
-            try:
-                value = cell.cell_contents
-            except ValueError:
-                continue
-            if callable(value):
-                pending.append(value)
-    raise RuntimeError("Keras' train function holds no tf.function; does `run_eagerly` hold?")
+    return tf.function(partial_step, jit_compile=jit_compile)
 
 
 def parameter_bytes(variables):
@@ -146,10 +104,13 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     the RSS before it (`steady_increase_bytes`) is then about 0 and says nothing; hence the
     baseline before the first run.
     """
+    if step not in STEPS:
+        raise ValueError(f"`step` must be one of {STEPS}, got {step!r}.")
+    if path not in PATHS:
+        raise ValueError(f"`path` must be one of {PATHS}, got {path!r}.")
     for name, value, low in (("batch_size", batch_size, 1), ("warmup", warmup, 1),
                              ("repeats", repeats, 1), ("memory_repeats", memory_repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
+        validation.check_int(value, f"`{name}`", low)
     keras.utils.set_random_seed(seed)
     kwargs = benchmark_model_kwargs(config_name, image_size, blocks_multiplier, reversible)
     rss_start = process_memory.current_rss_bytes()
@@ -158,9 +119,7 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     # The trainer's optimizer: its fused in-place update holds no parameter-sized temporaries.
     optimizer = MomentumSGD(learning_rate=0.01, momentum=0.9, l2_decay=1e-4)
     if path == "fit":
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=jit_compile)
+        shipped_steps.compile_for_fit(model, optimizer)
     optimizer.build(model.trainable_variables)
 
     rng = np.random.default_rng(seed)
@@ -168,10 +127,13 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
     images = tf.constant(rng.standard_normal((batch_size, height, width, channels),
                                              dtype=np.float32))
     labels = tf.constant(rng.integers(0, kwargs["num_classes"], batch_size), tf.int32)
-    if path == "fit":
-        train_step = _keras_train_step(model, images, labels)
+    if step != "train":
+        train_step = make_partial_step(model, step=step, jit_compile=jit_compile)
+    elif path == "fit":
+        train_step = shipped_steps.keras_train_step_function(model, jit_compile=jit_compile)
     else:
-        train_step = make_train_step(model, optimizer, step=step, jit_compile=jit_compile)
+        train_step = shipped_steps.TrainerStep(model, optimizer, images, labels,
+                                               jit_compile=jit_compile)
     rss_model_built = _settled_rss()
 
     trace_start = time.perf_counter()
@@ -181,20 +143,20 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
 
     with process_memory.measure_peak(memory_method) as first_peak:
         first_start = time.perf_counter()
-        train_step(images, labels).numpy()
+        np.asarray(train_step(images, labels))
         first_step_seconds = time.perf_counter() - first_start
     for _ in range(warmup - 1):
-        train_step(images, labels).numpy()
+        np.asarray(train_step(images, labels))
 
     step_seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        train_step(images, labels).numpy()
+        np.asarray(train_step(images, labels))
         step_seconds.append(time.perf_counter() - start)
 
     with process_memory.measure_peak(memory_method) as steady_peak:
         for _ in range(memory_repeats):
-            train_step(images, labels).numpy()
+            np.asarray(train_step(images, labels))
 
     trainable = model.trainable_variables
     # Only a full step holds every gradient until the update; the "gradients" step reduces
@@ -228,9 +190,10 @@ def measure_training_step(config_name="irevnet301", image_size=None, batch_size=
         # From the model alone: adds the optimizer's slots and the traced graph.
         "activation_from_model_bytes": steady_peak.peak_bytes - rss_model_only - gradient_bytes,
     }
-    if path == "fit" and train_step.tracing_count() != 1:
-        raise RuntimeError(f"Keras' step function was traced {train_step.tracing_count()} "
-                           f"times; the baseline did not include its graph.")
+    traces = getattr(train_step, "experimental_get_tracing_count", lambda: 1)()
+    if traces != 1:
+        raise RuntimeError(f"The step function was traced {traces} times; the baseline did "
+                           "not include its graph.")
     tensor_peak = tf_allocator_peak(train_step, images, labels)
     if tensor_peak is not None:
         result["tf_allocator_peak_increase_bytes"] = tensor_peak
@@ -277,7 +240,7 @@ def tf_allocator_peak(step, *arguments):
         if not before:
             return None
         tf.config.experimental.reset_memory_stats("CPU:0")
-        step(*arguments).numpy()
+        np.asarray(step(*arguments))  # Waits for the step (a tensor or a numpy result).
         return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
     except (ValueError, RuntimeError, tf.errors.OpError):
         return None

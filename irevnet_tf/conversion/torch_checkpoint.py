@@ -33,6 +33,8 @@ import zipfile
 
 import numpy as np
 
+from irevnet_tf import validation
+
 
 class CheckpointError(ValueError):
     """The file is not a PyTorch checkpoint this reader can parse, or it is corrupt."""
@@ -159,7 +161,7 @@ def _int_tuple(value, what):
     except TypeError:
         raise CheckpointError(f"a tensor's {what} is {value!r}, not a sequence of ints: the "
                               "pickle is corrupt.") from None
-    if not all(isinstance(item, int) and not isinstance(item, bool) for item in items):
+    if not all(validation.is_int(item) for item in items):
         raise CheckpointError(f"a tensor's {what} {items!r} holds non-integers: the pickle is "
                               "corrupt.")
     return items

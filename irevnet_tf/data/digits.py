@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from irevnet_tf import validation
+
 _PATH = os.path.join(os.path.dirname(__file__), "digits.npz")
 NUM_CLASSES = 10
 MAX_VALUE = 16
@@ -26,9 +28,8 @@ def split_digits(holdout_fraction=0.2, seed=0):
     The same seed always gives the same split, so the held-out digits stay apart from
     training across runs and processes.
     """
-    if not 0.0 < holdout_fraction < 1.0:
-        raise ValueError(f"split_digits: `holdout_fraction` must be in (0, 1), got "
-                         f"{holdout_fraction!r}.")
+    validation.check_number(holdout_fraction, "split_digits: `holdout_fraction`", 0.0, 1.0,
+                            low_open=True, high_open=True)
     images, labels = load_digits()
     rng = np.random.default_rng(seed)
     holdout = []

@@ -29,6 +29,7 @@ from irevnet_tf.data import info as info_lib
 from irevnet_tf.data import preprocessing
 from irevnet_tf.data import sources
 from irevnet_tf.data.synthetic import synthetic_dataset
+from irevnet_tf import validation
 
 # deterministic=True without a seed uses this one.
 DEFAULT_SEED = 0
@@ -194,9 +195,8 @@ def _synthetic(info, split, batch_size, image_size, is_training, repeat, seed_pa
 # Argument checks.
 
 def _positive_int(argument, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"build_dataset: `{argument}` must be a positive int, got {value!r}.")
-    return int(value)
+    return validation.check_int(value, f"build_dataset: `{argument}`", 1,
+                                what="a positive int", numpy_ints=True)
 
 
 def _boolean(argument, value):
@@ -227,9 +227,8 @@ def _seed(seed, deterministic):
         if deterministic:
             return DEFAULT_SEED
         return int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"build_dataset: `seed` must be an int or None, got {seed!r}.")
-    return int(seed)
+    return validation.check_int(seed, "build_dataset: `seed`", what="an int or None",
+                                numpy_ints=True)
 
 
 def _seed_pair(seed, pipeline_id, purpose):

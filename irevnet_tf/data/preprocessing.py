@@ -21,6 +21,8 @@ Three families, chosen by `DatasetInfo.preprocessing`:
 
 import tensorflow as tf
 
+from irevnet_tf import validation
+
 # Evaluation crops the central 87.5 % of the shorter side (224 of 256, the usual ratio).
 CENTRE_CROP_FRACTION = 0.875
 RANDOM_CROP_AREA_RANGE = (0.08, 1.0)
@@ -62,8 +64,8 @@ def centre_crop_window(image_shape, fraction=CENTRE_CROP_FRACTION):
 
 def check_crop_fraction(crop_fraction, caller="evaluation_pixels"):
     """Refuses a crop fraction outside (0, 1] (a Python number) with a message naming `caller`."""
-    if not 0.0 < crop_fraction <= 1.0:
-        raise ValueError(f"{caller}: `crop_fraction` must be in (0, 1], got {crop_fraction!r}.")
+    validation.check_number(crop_fraction, f"{caller}: `crop_fraction`", 0.0, 1.0,
+                            low_open=True)
 
 
 def evaluation_pixels(image, image_size, channels=3, crop_fraction=CENTRE_CROP_FRACTION):

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import validation
 
 
@@ -24,8 +25,7 @@ class InjectivePad(keras.layers.Layer):
 
     def __init__(self, pad, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-            raise ValueError(f"InjectivePad: `pad` must be an int >= 0, got {pad!r}.")
+        argument_validation.check_int(pad, "InjectivePad: `pad`", 0)
         self.pad = pad
 
     def call(self, inputs):

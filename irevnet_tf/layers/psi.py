@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import validation
 
 
@@ -28,10 +29,7 @@ class Psi(keras.layers.Layer):
 
     def __init__(self, block_size=2, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(
-                f"Psi: `block_size` must be an int >= 1, got {block_size!r}."
-            )
+        argument_validation.check_int(block_size, "Psi: `block_size`", 1)
         self.block_size = block_size
 
     def call(self, inputs):

@@ -24,6 +24,7 @@ from irevnet_tf import machine
 from irevnet_tf.serving import signatures as signatures_lib
 from irevnet_tf.serving import warmup as warmup_lib
 from irevnet_tf import model_files as model_dir_lib
+from irevnet_tf import validation
 
 METADATA_FILE = "irevnet_tf_export.json"
 STAGING_PREFIX = ".tmp-export-"
@@ -55,9 +56,8 @@ def resolve_version(export_dir, version=None, overwrite=False):
     versions = existing_versions(export_dir)
     if version is None:
         return (versions[-1] + 1) if versions else 1
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"export: `version` must be a positive integer (TF Serving's version "
-                         f"directories), got {version!r}.")
+    validation.check_int(version, "export: `version`", 1, what="a positive integer",
+                         hint=" (TF Serving's version directories)")
     if version in versions and not overwrite:
         raise FileExistsError(
             f"export: version {version} already exists at "

@@ -25,6 +25,7 @@ A model built with `include_top=False` has no classifier: its `serving_default` 
 import numpy as np
 import tensorflow as tf
 
+from irevnet_tf import validation
 from irevnet_tf.data import preprocessing
 from irevnet_tf.layers import decode_input
 from irevnet_tf.model import IRevNet
@@ -86,16 +87,13 @@ class ServingModule(tf.Module):
                             f"{type(model).__name__}.")
         if image_size is None:
             image_size = model.image_shape[0]
-        if (isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer))
-                or image_size < 1 or image_size % model.downsampling):
+        if (not validation.is_int(image_size, 1, numpy_ints=True)
+                or image_size % model.downsampling):
             raise ValueError(f"ServingModule: `image_size` must be a positive multiple of the "
                              f"model's total down-sampling {model.downsampling}, got "
                              f"{image_size!r}.")
-        if not 0.0 < float(crop_fraction) <= 1.0:
-            raise ValueError(f"ServingModule: `crop_fraction` must be in (0, 1], got "
-                             f"{crop_fraction!r}.")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"ServingModule: `top_k` must be an int >= 1, got {top_k!r}.")
+        preprocessing.check_crop_fraction(crop_fraction, "ServingModule")
+        validation.check_int(top_k, "ServingModule: `top_k`", 1)
         channels = model.image_shape[-1]
         # The Keras model itself stays out of the SavedModel's object graph; its variables
         # go in as the plain tf.Variables its functions capture. Tracking the Keras model

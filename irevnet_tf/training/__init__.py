@@ -3,12 +3,11 @@
 `train(...)` runs what `trainers/train_imagenet.py` runs, in-process:
 
 >>> from irevnet_tf import training
->>> result = training.train(model_dir="/tmp/digits", config="irevnet_small",
-...                         dataset="digits", batch_size=64, train_epochs=8,
-...                         lr_schedule="cosine", base_learning_rate=0.8)
+>>> result = training.train(model_dir="/tmp/digits", **training.recipes.DIGITS_QUICKSTART)
 >>> result["eval_top1"], result["keras_model"]
 
-`training.recipes` holds the paper's ImageNet and CIFAR-10 recipes and the quickstart's.
+`training.recipes` holds the paper's ImageNet and CIFAR-10 recipes and the quickstart's, each
+declared once.
 """
 
 from irevnet_tf.training import recipes

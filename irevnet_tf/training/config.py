@@ -3,25 +3,25 @@
 The field names are the flag names of `trainers/train_imagenet.py` (see
 `irevnet_tf.training.flags`), so `TrainConfig(**flag_values)` is the whole command line,
 and a library caller (the quickstart, the tests) passes the same names as keywords.
-The defaults are the paper's ImageNet recipe for i-RevNet-301 (i-RevNet, ICLR 2018, section 4).
+The defaults are the paper's ImageNet recipe for i-RevNet-301, read from its one declaration,
+`irevnet_tf.training.recipes.IMAGENET_PAPER`.
 """
 
 import dataclasses
-import math
 import os
 from typing import Optional, Tuple
 
-from irevnet_tf import configs
+from irevnet_tf import configs, validation
+from irevnet_tf.training import recipes
 from irevnet_tf.training.errors import FlagError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("step", "cosine")
 
-# The paper's ImageNet recipe: 600k iterations at batch 256, lr x0.1 every 160k iterations.
-PAPER_BATCH_SIZE = 256
-PAPER_TRAIN_STEPS = 600_000
-PAPER_DECAY_EVERY = 160_000
+# The defaults: the paper's recipe. Its length and decay boundaries are not defaults (a run
+# at another batch size scales them, see `irevnet_tf.training.plan`), so they stay derived.
+PAPER = recipes.IMAGENET_PAPER
 
 # The flag groups of `--help`, in order: (key, title).
 GROUPS = (("where", "Where and on what"), ("length", "Length and batch"),
@@ -64,10 +64,11 @@ class TrainConfig:
         "or 'local' on a TPU VM (default: $TPU_NAME, else local). Fails at once if no TPU is "
         "found.")
     config: str = _setting(
-        "irevnet301", "where", "Named i-RevNet configuration; known: "
-        f"{', '.join(configs.config_names())}. irevnet301 is the paper's ImageNet model (b).")
+        PAPER["config"], "where", "Named i-RevNet configuration; known: "
+        f"{', '.join(configs.config_names())}. {PAPER['config']} is the paper's ImageNet model "
+        "(b).")
     dataset: str = _setting(
-        "imagenet2012", "where", "Data set: imagenet2012 (tensorflow-datasets, prepared under "
+        PAPER["dataset"], "where", "Data set: imagenet2012 (tensorflow-datasets, prepared under "
         "--data_dir), imagenet_tfrecord (train-*/validation-* shards in --data_dir), any "
         "tensorflow-datasets image set (e.g. cifar10), synthetic (random, for speed tests: "
         "the configuration's image size and a small evaluation split) or digits (embedded, "
@@ -82,48 +83,54 @@ class TrainConfig:
         "total down-sampling (32 for irevnet301).")
     # --- Length and batch -----------------------------------------------------------------
     batch_size: int = _setting(
-        256, "length", "Global batch size over all replicas (paper: 256). Must be divisible "
-        "by the number of replicas.")
+        PAPER["batch_size"], "length", "Global batch size over all replicas (paper: "
+        f"{PAPER['batch_size']}). Must be divisible by the number of replicas.")
     eval_batch_size: Optional[int] = _setting(
         None, "length", "Global evaluation batch (default --batch_size). Evaluation drops the "
         "last partial batch; a divisor of the split size (e.g. 250 or 1000 for ImageNet's "
         "50,000) evaluates every image.")
     train_steps: Optional[int] = _setting(
         None, "length", "Training length in optimizer steps. Exclusive with --train_epochs; "
-        "with neither, the paper's 600k steps at batch 256 (scaled to the same number of "
-        "images at other batch sizes).")
+        f"with neither, the paper's {PAPER['train_steps']} steps at batch "
+        f"{PAPER['batch_size']} (scaled to the same number of images at other batch sizes).")
     train_epochs: Optional[float] = _setting(
         None, "length", "Training length in epochs of the training split (the release: 128). "
         "Exclusive with --train_steps.")
     # --- Optimisation -----------------------------------------------------------------------
     lr_schedule: str = _setting(
-        "step", "optimisation", "step: multiply by --lr_decay_factor at each decay boundary "
+        PAPER["lr_schedule"], "optimisation", "step: multiply by --lr_decay_factor at each decay boundary "
         "(the paper); cosine: cosine decay to 0 at the end of training.",
         choices=LR_SCHEDULES)
     base_learning_rate: float = _setting(
-        0.1, "optimisation", "Learning rate per 256 images, scaled linearly with the global "
-        "batch (lr = base * batch / 256; paper: 0.1 at batch 256).")
+        PAPER["base_learning_rate"], "optimisation", "Learning rate per 256 images, scaled "
+        "linearly with the global batch (lr = base * batch / 256; paper: "
+        f"{PAPER['base_learning_rate']:g} at batch {PAPER['batch_size']}).")
     warmup_steps: Optional[int] = _setting(
         None, "optimisation", "Linear warm-up steps (exclusive with --warmup_epochs; default "
         "none, as in the paper; large batches usually need about 5 epochs).")
     warmup_epochs: Optional[float] = _setting(
         None, "optimisation", "Linear warm-up in epochs (exclusive with --warmup_steps).")
     lr_decay_steps: Optional[Tuple[int, ...]] = _setting(
-        None, "optimisation", "Step-schedule boundaries in steps, e.g. 160000,320000,480000. "
-        "Default: the paper's boundaries (every 160k of 600k iterations) as the same "
-        "fractions of the run.")
+        None, "optimisation", "Step-schedule boundaries in steps, e.g. "
+        f"{','.join(map(str, PAPER['lr_decay_steps']))}. Default: the paper's boundaries "
+        f"(at {', '.join(map(str, PAPER['lr_decay_steps']))} of {PAPER['train_steps']} "
+        "steps) as the same fractions of the run.")
     lr_decay_epochs: Optional[Tuple[float, ...]] = _setting(
         None, "optimisation", "Step-schedule boundaries in epochs, e.g. 32,64,96 (the "
         "release). Exclusive with --lr_decay_steps.")
     lr_decay_factor: float = _setting(
-        0.1, "optimisation", "Step-schedule multiplier at each boundary (paper: 0.1).")
-    momentum: float = _setting(0.9, "optimisation", "SGD momentum (paper: 0.9).")
+        PAPER["lr_decay_factor"], "optimisation", "Step-schedule multiplier at each boundary "
+        f"(paper: {PAPER['lr_decay_factor']:g}).")
+    momentum: float = _setting(
+        PAPER["momentum"], "optimisation", f"SGD momentum (paper: {PAPER['momentum']:g}).")
     weight_decay: float = _setting(
-        1e-4, "optimisation", "Coupled L2 weight decay on every trainable weight, as "
-        "torch.optim.SGD in the release (grad += wd * w before momentum; paper: 1e-4). Not "
+        PAPER["weight_decay"], "optimisation", "Coupled L2 weight decay on every trainable weight, as "
+        "torch.optim.SGD in the release (grad += wd * w before momentum; paper: "
+        f"{PAPER['weight_decay']:g}). Not "
         "Keras' decoupled weight_decay.")
     label_smoothing: float = _setting(
-        0.0, "optimisation", "Label smoothing in [0, 1) (paper: 0).")
+        PAPER["label_smoothing"], "optimisation", "Label smoothing in [0, 1) (paper: "
+        f"{PAPER['label_smoothing']:g}).")
     # --- Computation ------------------------------------------------------------------------
     precision: str = _setting(
         "float32", "computation", "float32; mixed_bfloat16 (TPUs, recent CPUs/GPUs); "
@@ -183,9 +190,10 @@ class TrainConfig:
             # A file here would fail deep inside checkpointing, after other writes.
             raise FlagError(f"--model_dir={self.model_dir} is a file; it must name a "
                             "directory (created if missing). Nothing was written.")
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for name, choices in (("strategy", STRATEGIES), ("precision", PRECISIONS),
+                              ("lr_schedule", LR_SCHEDULES)):
+            validation.check_choice(getattr(self, name), f"--{name}", choices,
+                                    error=FlagError)
         if self.config not in configs.CONFIGS:
             raise FlagError(f"--config={self.config!r} is not a known configuration; known: "
                             f"{', '.join(configs.config_names())}.")
@@ -198,29 +206,24 @@ class TrainConfig:
         if self.precision == "mixed_float16" and self.strategy == "tpu":
             raise FlagError("--precision=mixed_float16 is for GPUs; TPUs compute in bfloat16: "
                             "use --precision=mixed_bfloat16.")
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("eval_batch_size", self.eval_batch_size, optional=True)
-        _positive_int("image_size", self.image_size, optional=True)
-        _positive_int("steps_per_loop", self.steps_per_loop)
-        _positive_int("keep_checkpoints", self.keep_checkpoints)
-        _positive_int("train_steps", self.train_steps, optional=True)
-        _positive_int("eval_steps", self.eval_steps, optional=True)
-        _non_negative_int("eval_every", self.eval_every, optional=True)
-        _non_negative_int("checkpoint_every", self.checkpoint_every, optional=True)
-        _non_negative_int("warmup_steps", self.warmup_steps, optional=True)
-        _non_negative_int("summary_images", self.summary_images)
-        _non_negative_int("seed", self.seed, optional=True)
-        _positive_number("train_epochs", self.train_epochs, optional=True)
-        _positive_number("base_learning_rate", self.base_learning_rate)
-        _non_negative_number("warmup_epochs", self.warmup_epochs, optional=True)
-        _number_in("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _non_negative_number("weight_decay", self.weight_decay)
-        _number_in("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        _number_in("lr_decay_factor", self.lr_decay_factor, 0.0, 1.0, low_open=True)
-        _exclusive("train_steps", self.train_steps, "train_epochs", self.train_epochs)
-        _exclusive("warmup_steps", self.warmup_steps, "warmup_epochs", self.warmup_epochs)
-        _exclusive("lr_decay_steps", self.lr_decay_steps, "lr_decay_epochs",
-                   self.lr_decay_epochs)
+        for name in ("batch_size", "steps_per_loop", "keep_checkpoints"):
+            _int(name, getattr(self, name), 1)
+        for name in ("eval_batch_size", "image_size", "train_steps", "eval_steps"):
+            _int(name, getattr(self, name), 1, optional=True)
+        for name in ("eval_every", "checkpoint_every", "warmup_steps", "seed"):
+            _int(name, getattr(self, name), 0, optional=True)
+        _int("summary_images", self.summary_images, 0)
+        _number("train_epochs", self.train_epochs, 0, low_open=True, optional=True)
+        _number("base_learning_rate", self.base_learning_rate, 0, low_open=True)
+        _number("warmup_epochs", self.warmup_epochs, 0, optional=True)
+        _number("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        _number("weight_decay", self.weight_decay, 0)
+        _number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        _number("lr_decay_factor", self.lr_decay_factor, 0.0, 1.0, low_open=True)
+        for pair in (("train_steps", "train_epochs"), ("warmup_steps", "warmup_epochs"),
+                     ("lr_decay_steps", "lr_decay_epochs")):
+            validation.check_exclusive(*(item for name in pair for item in (
+                f"--{name}", getattr(self, name))), error=FlagError)
         for name, kind in (("lr_decay_steps", int), ("lr_decay_epochs", float)):
             values = getattr(self, name)
             if values is None:
@@ -265,62 +268,16 @@ class TrainConfig:
         return cls(**data)
 
 
-def _choice(name, value, choices):
-    if value not in choices:
-        raise FlagError(f"--{name}={value!r} is not accepted; choose one of: "
-                        f"{', '.join(choices)}.")
+def _int(name, value, low, optional=False):
+    # The flags' wording: "a positive integer" for >= 1, "an integer >= 0" for >= 0.
+    what = "a positive integer" if low == 1 else f"an integer >= {low}"
+    validation.check_int(value, f"--{name}", low, what=what, optional=optional,
+                         error=FlagError)
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(name, value, optional=False):
-    if value is None and optional:
-        return
-    if not _is_int(value) or value < 1:
-        raise FlagError(f"--{name} must be a positive integer, got {value!r}.")
-
-
-def _non_negative_int(name, value, optional=False):
-    if value is None and optional:
-        return
-    if not _is_int(value) or value < 0:
-        raise FlagError(f"--{name} must be an integer >= 0, got {value!r}.")
-
-
-def _is_number(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _positive_number(name, value, optional=False):
-    if value is None and optional:
-        return
-    if not _is_number(value) or value <= 0:
-        raise FlagError(f"--{name} must be a number > 0, got {value!r}.")
-
-
-def _non_negative_number(name, value, optional=False):
-    if value is None and optional:
-        return
-    if not _is_number(value) or value < 0:
-        raise FlagError(f"--{name} must be a number >= 0, got {value!r}.")
-
-
-def _number_in(name, value, low, high, low_open=False, high_open=False):
-    ok = _is_number(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise FlagError(f"--{name} must be in {interval}, got {value!r}.")
-
-
-def _exclusive(name_a, value_a, name_b, value_b):
-    if value_a is not None and value_b is not None:
-        raise FlagError(f"--{name_a} and --{name_b} are mutually exclusive; give one of them.")
+def _number(name, value, low=None, high=None, optional=False, **bounds):
+    validation.check_number(value, f"--{name}", low, high, optional=optional,
+                            error=FlagError, **bounds)
 
 
 def _parse_increasing(name, values, kind):
@@ -328,9 +285,9 @@ def _parse_increasing(name, values, kind):
     for value in values:
         try:
             number = kind(str(value).strip()) if isinstance(value, str) else value
-            if kind is int and not _is_int(number):
+            if kind is int and not validation.is_int(number):
                 raise ValueError
-            if not _is_number(number) or number <= 0:
+            if not validation.is_number(number, 0, low_open=True):
                 raise ValueError
         except ValueError:
             raise FlagError(f"--{name} must be a comma-separated list of positive "

@@ -24,6 +24,8 @@ once (benchmarks/train_memory.py, README).
 import keras
 import tensorflow as tf
 
+from irevnet_tf import validation
+
 
 @keras.saving.register_keras_serializable(package="irevnet_tf")
 class MomentumSGD(keras.optimizers.SGD):
@@ -49,9 +51,7 @@ class MomentumSGD(keras.optimizers.SGD):
             raise ValueError(
                 "MomentumSGD: `weight_decay` is Keras' decoupled decay; the paper's recipe is "
                 f"the coupled `l2_decay`. Got weight_decay={kwargs['weight_decay']!r}.")
-        if isinstance(l2_decay, bool) or not isinstance(l2_decay, (int, float)) \
-                or not l2_decay >= 0:
-            raise ValueError(f"MomentumSGD: `l2_decay` must be a number >= 0, got {l2_decay!r}.")
+        validation.check_number(l2_decay, "MomentumSGD: `l2_decay`", 0)
         super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
                          name=name, **kwargs)
         self.l2_decay = float(l2_decay)

@@ -10,8 +10,11 @@ import math
 from typing import Optional, Tuple
 
 from irevnet_tf import configs
-from irevnet_tf.training import config as config_lib
+from irevnet_tf.training import recipes
 from irevnet_tf.training.errors import FlagError
+
+# Without a length or boundaries, a run takes the paper's, scaled to its batch.
+PAPER = recipes.IMAGENET_PAPER
 
 # Evaluation and checkpoint interval when the training split's size (an epoch) is unknown.
 STEPS_WITHOUT_EPOCHS = 1000
@@ -87,9 +90,8 @@ def make_plan(config, info, num_replicas=1):
     elif config.train_epochs is not None:
         total_steps = max(1, math.ceil(config.train_epochs * steps_per_epoch))
     else:
-        # The paper's length in images: 600k steps at batch 256.
-        total_steps = max(1, round(config_lib.PAPER_TRAIN_STEPS * config_lib.PAPER_BATCH_SIZE
-                                   / global_batch))
+        # The paper's length in images (its steps at its batch), at this batch.
+        total_steps = max(1, round(PAPER["train_steps"] * PAPER["batch_size"] / global_batch))
 
     if config.warmup_steps is not None:
         warmup_steps = config.warmup_steps
@@ -109,10 +111,9 @@ def make_plan(config, info, num_replicas=1):
             raise FlagError(f"--lr_decay_epochs={list(config.lr_decay_epochs)} fall on the "
                             f"steps {list(boundaries)}: they must be distinct steps.")
     else:
-        # The paper's boundaries (160k, 320k, 480k of 600k) as fractions of the run.
-        boundaries = tuple(
-            round(total_steps * k * config_lib.PAPER_DECAY_EVERY / config_lib.PAPER_TRAIN_STEPS)
-            for k in range(1, config_lib.PAPER_TRAIN_STEPS // config_lib.PAPER_DECAY_EVERY + 1))
+        # The paper's boundaries as fractions of the run.
+        boundaries = tuple(round(total_steps * b / PAPER["train_steps"])
+                           for b in PAPER["lr_decay_steps"])
         boundaries = tuple(b for b in boundaries if 0 < b < total_steps)
 
     epoch_steps = max(1, round(steps_per_epoch)) if steps_per_epoch else STEPS_WITHOUT_EPOCHS

@@ -577,6 +577,11 @@ class TrainingLoops:
         """Runs `num_steps` steps; returns the summed `[loss_sum, correct, count]`."""
         return self._train_loop(iterator, tf.constant(num_steps, tf.int32)).numpy()
 
+    def trace_train(self, iterator):
+        """Traces the training loop for `iterator` without running a step, so that a memory
+        measurement can take its baseline with the graph built (irevnet_tf.benchmarking)."""
+        self._train_loop.get_concrete_function(iterator, tf.constant(1, tf.int32))
+
     @tf.function
     def _eval_loop(self, iterator, num_steps):
         sums = tf.zeros([len(task_lib.EVAL_METRICS)], tf.float32)

@@ -1,5 +1,5 @@
-"""Helpers of the analysis tests: their run configuration, a SavedModel export and the
-identity-normalised twin of a model.
+"""Helpers of the analysis tests: their run configuration and a SavedModel export (the
+identity-normalised twin of a model: tests.helpers.models).
 
 The export is made here with exactly the signature names the project's exporter writes
 (`encode`, `decode`, `encode_stages`, `serving_default`), so the SavedModel path is tested
@@ -21,12 +21,6 @@ def run_config(config_name="irevnet_tiny", image_shape=IMAGE_SHAPE, mean=MEAN, s
     return RunConfig(config_name=config_name, overrides={"input_shape": list(image_shape)},
                      dataset="digits", image_size=image_shape[0], num_classes=10, mean=mean,
                      std=std)
-
-
-def identity_twin(model):
-    """`model`'s weights without normalisation: fed `normalised(pixels)`, it computes
-    independently of the model's own normalisation what `model` does on pixels."""
-    return model.with_pixel_normalization([0.0], [1.0])
 
 
 def export_saved_model(model, export_dir, batch_size=None):

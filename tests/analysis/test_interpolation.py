@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from irevnet_tf.analysis import KerasInvertibleModel, analysis_data, interpolation
-from tests.analysis.model_fixtures import MEAN, STD, identity_twin
+from tests.analysis.model_fixtures import MEAN, STD
+from tests.helpers.models import identity_twin
 
 
 @pytest.fixture

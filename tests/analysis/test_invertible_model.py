@@ -10,8 +10,8 @@ from irevnet_tf.analysis import (KerasInvertibleModel, SavedModelInvertibleModel
                                  load_invertible_model, resolve_model_path)
 from irevnet_tf.model_files import RunConfig, run_config_path
 from tests.helpers import randomize_batch_norms
-from tests.analysis.model_fixtures import (MEAN, STD, export_saved_model, identity_twin,
-                                           normalised)
+from tests.helpers.models import identity_twin
+from tests.analysis.model_fixtures import MEAN, STD, export_saved_model, normalised
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,19 @@ def test_round_trip_is_exact_when_phi_outgrows_float32(tmp_path):
         assert np.abs(features).max() > 64
         assert np.any(features.astype(np.float32).astype(np.float64) != features)
         np.testing.assert_array_equal(invertible.decode(features), expected)
+
+
+def test_saved_model_decode_quantises_with_the_models_format(serving_base_dir, pixels):
+    """The SavedModel adapter rounds features onto the grid with the export's FixedPoint:
+    inside the range, the grid points numpy computes in float64; outside it, the stream's
+    range error instead of an int32 cast that wraps around."""
+    from irevnet_tf.layers.fixed_point import StreamRangeError
+
+    invertible = load_invertible_model(serving_base_dir, batch_size=5)
+    features = invertible.encode(pixels)
+    scale = 2.0 ** invertible._grid.fraction_bits
+    np.testing.assert_array_equal(features * scale, np.round(features * scale))
+    too_large = features.copy()
+    too_large.flat[0] = 2.0 ** 31 / scale  # Past +-2**30 grid points: would wrap in int32.
+    with pytest.raises(StreamRangeError, match="InvertibleModel.decode: the features"):
+        invertible.decode(too_large)

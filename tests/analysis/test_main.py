@@ -7,15 +7,14 @@ import sys
 
 import pytest
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers.processes import ROOT, python_env
 
 
 def _run(*flags):
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                   "PYTHONPATH": REPOSITORY + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    environment = python_env()
     return subprocess.run([sys.executable, "-m", "irevnet_tf.analysis", *flags],
                           capture_output=True, text=True, env=environment, timeout=600,
-                          cwd=REPOSITORY)
+                          cwd=ROOT)
 
 
 @pytest.mark.slow

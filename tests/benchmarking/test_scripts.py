@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers.processes import ROOT, python_env
 
 
 def run_script(name, *flags):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = python_env()
     completed = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *flags],
                                env=env, capture_output=True, text=True, timeout=900,
                                check=False)
@@ -21,7 +21,7 @@ def run_script(name, *flags):
 
 def run_module_lines(module, *flags):
     """Runs `python -m benchmarks.<module> flags...` from the repository root; its JSON lines."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = python_env()
     completed = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *flags],
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
                                check=False)
@@ -73,7 +73,7 @@ def test_pytorch_reference_script_computes_the_same_function():
 
 @pytest.mark.slow
 def test_round_trip_error_script():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = python_env()
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.round_trip_error", "--configs=irevnet_tiny",
          "--batch_sizes=2", "--calibration_steps=2", "--precision=mixed_bfloat16"],
@@ -107,7 +107,7 @@ def test_compare_checkouts_alternates_and_reports_ratios():
 
 
 def test_compare_checkouts_names_a_bad_checkout(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = python_env()
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.compare_checkouts", f"--baseline={tmp_path}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)

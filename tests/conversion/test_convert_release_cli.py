@@ -8,14 +8,13 @@ import sys
 from irevnet_tf.conversion import release
 from irevnet_tf import model_files as model_dir
 from tests.conversion import fixtures
+from tests.helpers.processes import ROOT, python_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "export", "convert_release.py")
 
 
 def _run(*flags):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3")
+    env = python_env(TF_CPP_MIN_LOG_LEVEL=3)
     return subprocess.run([sys.executable, SCRIPT, *flags], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 

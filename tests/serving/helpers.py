@@ -1,7 +1,5 @@
-"""Helpers of the serving tests: pixels, independent numpy maths, subprocess environment
-(model directories and batch-norm statistics: tests/helpers.py)."""
-
-import os
+"""Helpers of the serving tests: pixels and independent numpy maths (model directories, twins,
+batch-norm statistics and child processes: tests/helpers/)."""
 
 import numpy as np
 
@@ -16,19 +14,6 @@ def pixels(batch, size=32, channels=3, seed=1):
     return rng.uniform(0.0, 255.0, (batch, size, size, channels)).astype(np.float32)
 
 
-_TWINS = {}
-
-
-def identity_twin(model):
-    """`model`'s weights in a model without normalisation (mean 0, std 1): fed
-    `normalise_numpy(pixels)`, it computes independently what `model` does on pixels."""
-    twin = _TWINS.get(id(model))
-    if twin is None or twin[0] is not model:
-        copy = model.with_pixel_normalization([0.0], [1.0])
-        twin = _TWINS[id(model)] = (model, copy)
-    return twin[1]
-
-
 def normalise_numpy(images):
     """The model input (pixels - mean) / std, computed independently of the export."""
     return ((images.astype(np.float64) - np.array(MEAN)) / np.array(STD)).astype(np.float32)
@@ -38,13 +23,6 @@ def softmax_numpy(logits):
     logits = np.asarray(logits, np.float64)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-def repo_root():
-    """The checkout whose irevnet_tf the tests import (for subprocesses' PYTHONPATH)."""
-    import irevnet_tf
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(irevnet_tf.__file__)))
 
 
 def center_crop_numpy(image, fraction=0.875):
@@ -82,11 +60,3 @@ def encode_image(array, image_format="PNG"):
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format=image_format)
     return buffer.getvalue()
-
-
-def subprocess_env():
-    """Environment for child Pythons: this checkout first on the path, TensorFlow quiet."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = repo_root() + os.pathsep + env.get("PYTHONPATH", "")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    return env

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.serving.helpers import encode_image, pixels, repo_root
+from tests.helpers.processes import ROOT, python_env
+from tests.serving.helpers import encode_image, pixels
 
-SOURCE = os.path.join(repo_root(), "export", "c_loader", "run_saved_model.c")
+SOURCE = os.path.join(ROOT, "export", "c_loader", "run_saved_model.c")
 TIMEOUT = 300
 LIBRARIES = ("libtensorflow_cc.so.2", "libtensorflow_framework.so.2")
 
@@ -51,7 +52,7 @@ def c_loader(tmp_path_factory):
 
 
 def run_c(binary, export_dir, *arguments, check=True):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = python_env()
     result = subprocess.run([binary, export_dir, *arguments], capture_output=True, text=True,
                             timeout=TIMEOUT, env=env)
     if check:

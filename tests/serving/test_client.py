@@ -11,9 +11,9 @@ import pytest
 
 from irevnet_tf.serving import client_inputs
 from irevnet_tf.serving.client import GrpcClient, RestClient, ServingError, to_json_value
-from tests.serving.helpers import identity_twin
-from tests.serving.helpers import (encode_image, normalise_numpy, pixels, repo_root,
-                                   softmax_numpy, subprocess_env)
+from tests.helpers.models import identity_twin
+from tests.helpers.processes import ROOT, free_port, python_env
+from tests.serving.helpers import encode_image, normalise_numpy, pixels, softmax_numpy
 from tests.serving.stand_in_server import StandInServing
 
 TIMEOUT = 60.0
@@ -126,14 +126,6 @@ def test_rest_timeout():
         silent.close()
 
 
-def free_port():
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 def test_unreachable_servers():
     port = free_port()
     with pytest.raises(ServingError, match="Could not reach TF Serving.*8501"):
@@ -191,11 +183,11 @@ def test_client_command_line(server, tmp_path, protocol):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(encode_image(rng.integers(0, 256, (48, 40, 3)), "JPEG"))
     address = server.rest_url if protocol == "rest" else server.grpc_target
-    script = os.path.join(repo_root(), "export", "client.py")
+    script = os.path.join(ROOT, "export", "client.py")
     result = subprocess.run(
         [sys.executable, script, f"--protocol={protocol}", f"--server={address}",
          "--signature=classify_image_bytes", f"--output={tmp_path / 'out.npz'}", str(photo)],
-        cwd=str(tmp_path), env=subprocess_env(), timeout=300, capture_output=True, text=True)
+        cwd=str(tmp_path), env=python_env(), timeout=300, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = make(server, "rest-columnar").classify_image_bytes([photo.read_bytes()])
     saved = np.load(tmp_path / "out.npz")

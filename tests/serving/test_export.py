@@ -18,9 +18,9 @@ from irevnet_tf.serving import export as export_lib
 from irevnet_tf.serving import warmup as warmup_lib
 from irevnet_tf import model_files as model_dir_lib
 from tests.helpers import write_model_dir
-from tests.serving.helpers import identity_twin
-from tests.serving.helpers import (MEAN, STD, normalise_numpy, pixels, repo_root,
-                                   softmax_numpy, subprocess_env)
+from tests.helpers.models import identity_twin
+from tests.helpers.processes import ROOT, python_env
+from tests.serving.helpers import MEAN, STD, normalise_numpy, pixels, softmax_numpy
 
 SUBPROCESS_TIMEOUT = 300
 
@@ -143,7 +143,7 @@ def test_killed_export_leaves_no_version(trained, tmp_path):
         export.export_saved_model(model, run_config, {root!r})
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path),
-                            env=subprocess_env(), timeout=SUBPROCESS_TIMEOUT,
+                            env=python_env(), timeout=SUBPROCESS_TIMEOUT,
                             capture_output=True, text=True)
     assert result.returncode == -9, result.stderr[-2000:]
     names = listing(root)
@@ -244,7 +244,7 @@ def test_fresh_process_with_tensorflow_only(exported, trained, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS_SCRIPT, exported, str(tmp_path / "images.npy"),
          str(tmp_path / "out.npz")],
-        cwd=str(tmp_path), env={**subprocess_env(), "PYTHONPATH": ""},
+        cwd=str(tmp_path), env=python_env(pythonpath=""),
         timeout=SUBPROCESS_TIMEOUT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "modules: []" in result.stdout
@@ -274,7 +274,7 @@ def signature_blocks(show_output):
 
 def test_saved_model_cli_show(exported, tmp_path):
     show = subprocess.run(saved_model_cli() + ["show", "--dir", exported, "--all"],
-                          cwd=str(tmp_path), env=subprocess_env(), timeout=SUBPROCESS_TIMEOUT,
+                          cwd=str(tmp_path), env=python_env(), timeout=SUBPROCESS_TIMEOUT,
                           capture_output=True, text=True)
     assert show.returncode == 0, show.stderr[-3000:]
     blocks = signature_blocks(show.stdout)
@@ -311,7 +311,7 @@ def test_saved_model_cli_run(exported, trained, tmp_path):
         saved_model_cli() + ["run", "--dir", exported, "--tag_set", "serve", "--signature_def",
                              "encode", "--inputs", f"images={tmp_path / 'images.npy'}",
                              "--outdir", str(tmp_path / "out")],
-        cwd=str(tmp_path), env=subprocess_env(), timeout=SUBPROCESS_TIMEOUT,
+        cwd=str(tmp_path), env=python_env(), timeout=SUBPROCESS_TIMEOUT,
         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     features = np.load(tmp_path / "out" / "features.npy")
@@ -329,10 +329,10 @@ def test_command_line_end_to_end(trained, tmp_path):
     model.save(path)
     run_config.save(path + ".run_config.json")
     root = str(tmp_path / "exports")
-    script = os.path.join(repo_root(), "export", "export_savedmodel.py")
+    script = os.path.join(ROOT, "export", "export_savedmodel.py")
     result = subprocess.run(
         [sys.executable, script, f"--model_dir={path}", f"--export_dir={root}", "--version=3"],
-        cwd=str(tmp_path), env=subprocess_env(), timeout=SUBPROCESS_TIMEOUT,
+        cwd=str(tmp_path), env=python_env(), timeout=SUBPROCESS_TIMEOUT,
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == os.path.join(root, "3")

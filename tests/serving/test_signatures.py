@@ -9,7 +9,7 @@ import tensorflow as tf
 from irevnet_tf import IRevNet
 from irevnet_tf.serving import signatures as names
 from irevnet_tf.serving.signatures import ServingModule
-from tests.serving.helpers import identity_twin
+from tests.helpers.models import identity_twin
 from tests.serving.helpers import (center_crop_numpy, encode_image, normalise_numpy, pixels,
                                    resize_bilinear_numpy, softmax_numpy)
 

@@ -102,6 +102,20 @@ def test_bad_values_name_the_flag(argv, flag):
         parse("--model_dir=/tmp/run", *argv)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--model_dir=/tmp/run", "--train_steps=5", "--train_epochs=2"],
+     "--train_steps and --train_epochs are mutually exclusive"),
+    (["--model_dir=/tmp/run", "--config=resnet"], "--config='resnet' is not a known configuration"),
+    ([], "--model_dir is required"),
+])
+def test_flag_messages_as_the_script_prints_them(argv, message):
+    """The messages test_entry_point.py once read from five script processes (it keeps two:
+    the script prints a FlagError's message whatever raised it)."""
+    with pytest.raises(FlagError) as raised:
+        parse("--dataset=digits", *argv)
+    assert message in str(raised.value)
+
+
 def test_model_dir_is_required():
     with pytest.raises(FlagError, match="^--model_dir is required"):
         parse()
@@ -188,3 +202,22 @@ def test_model_dir_that_is_a_file_is_refused(tmp_path):
     path.write_text("not a directory")
     with pytest.raises(FlagError, match=f"^--model_dir={path} is a file"):
         config_lib.TrainConfig(model_dir=str(path)).validate()
+
+
+def test_documents_quote_the_paper_recipe_as_declared():
+    """README.md, docs/training.md and the trainer's docstring state the defaults in the
+    sentence `recipes.PAPER_SUMMARY` makes from the one declaration (whitespace aside), so a
+    changed recipe fails here until the documents say the same."""
+    import os
+    import re
+
+    from irevnet_tf.training import recipes
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    summary = recipes.PAPER_SUMMARY
+    assert "momentum 0.9" in summary and "batch 256" in summary and "600k steps" in summary
+    for name in ("README.md", os.path.join("docs", "training.md"),
+                 os.path.join("trainers", "train_imagenet.py")):
+        with open(os.path.join(root, name), encoding="utf-8") as handle:
+            text = re.sub(r"\s+", " ", handle.read())
+        assert summary in text, name

@@ -11,7 +11,7 @@ from irevnet_tf.data import InputDataError
 from irevnet_tf import model_files as model_dir_lib
 from irevnet_tf.training import trainer
 from tests.data.conftest import write_imagenet_shards
-from tests.training.test_trainer import read_events
+from tests.helpers.events import read_events
 
 SMALL = dict(config="irevnet_tiny", image_size=16, batch_size=8, train_steps=4,
              steps_per_loop=2, eval_steps=1, eval_every=0, checkpoint_every=0,

@@ -1,68 +1,24 @@
 """trainers/train_imagenet.py as users run it: in subprocesses (fresh TensorFlow, one CPU).
 
-Slow tests: preemption (SIGTERM writes a checkpoint), a SIGKILLed --deterministic run that
-restarts and ends with the same weights as an uninterrupted one, and a two-process
-multi-worker run on 127.0.0.1 that ends with identical weights on both workers.
+Slow tests: a bad flag's message from the script, from the configuration and from the plan
+(the other messages are checked in-process, tests/training/test_config.py), and preemption
+(SIGTERM writes a checkpoint). A SIGKILLed run that restarts and ends with the uninterrupted
+run's weights, and a two-process multi-worker run whose workers end with identical weights,
+are in tests/training/test_fault_processes.py (`test_sigkill_during_a_checkpoint_write`,
+`test_multi_worker_run_and_a_lost_worker`), which run both anyway.
 """
 
-import json
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
 from irevnet_tf.training import strategies
 from irevnet_tf.training.errors import NoAcceleratorError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "trainers", "train_imagenet.py")
-# A small learnable run on the embedded digits.
-DIGITS = ["--dataset=digits", "--config=irevnet_tiny", "--image_size=16", "--batch_size=16",
-          "--base_learning_rate=0.8", "--eval_steps=2", "--summary_images=0", "--seed=3"]
-
-
-def environment(**extra):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
-
-
-def start(args, log_path, **env):
-    log = open(log_path, "w")
-    return subprocess.Popen([sys.executable, SCRIPT, *args], stdout=log,
-                            stderr=subprocess.STDOUT, env=environment(**env), cwd=ROOT)
-
-
-def run(args, timeout=600, **env):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                          env=environment(**env), cwd=ROOT, timeout=timeout)
-
-
-def wait_for(predicate, process, timeout=600, what="condition"):
-    deadline = time.time() + timeout
-    while not predicate():
-        if process.poll() is not None:
-            raise AssertionError(f"process ended (status {process.returncode}) before {what}")
-        if time.time() > deadline:
-            process.kill()
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def checkpoint_values(path):
-    reader = tf.train.load_checkpoint(path)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith(("model/", "optimizer/", "step/"))}
-
+from tests.helpers.trainer_script import DIGITS, checkpoint_values, run, start, wait_for
 
 def test_tpu_strategy_without_tpu_fails_at_once():
     started = time.time()
@@ -80,15 +36,15 @@ def test_script_tpu_without_tpu_and_bad_flags(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
+    # One error of the configuration's checks and one of the plan's (after the data set's
+    # description is read): the two ways a bad flag reaches the script's stderr. The
+    # configuration's other messages are the same path, checked in-process in
+    # test_config.py::test_flag_messages_as_the_script_prints_them.
     (["--batch_size=-4"], "--batch_size must be a positive integer"),
-    (["--train_steps=5", "--train_epochs=2"], "--train_steps and --train_epochs are mutually"),
-    (["--config=resnet"], "--config='resnet' is not a known configuration"),
     (["--image_size=20"], "--image_size=20 must be divisible by 32"),
-    ([], "--model_dir is required"),
 ])
 def test_script_names_the_bad_flag(tmp_path, argv, message):
-    model_dir = [] if not argv else [f"--model_dir={tmp_path}"]
-    result = run([*model_dir, "--dataset=digits", *argv])
+    result = run([f"--model_dir={tmp_path}", "--dataset=digits", *argv])
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
 
 
@@ -128,62 +84,3 @@ def test_sigterm_writes_a_checkpoint(tmp_path):
     latest = tf.train.latest_checkpoint(str(tmp_path / "model" / "checkpoints"))
     assert latest.endswith(f"ckpt-{step}") and step % 5 == 0 and step < 100000
     assert int(checkpoint_values(latest)["step/.ATTRIBUTES/VARIABLE_VALUE"]) == step
-
-
-@pytest.mark.slow
-def test_sigkill_and_restart_give_the_uninterrupted_weights(tmp_path):
-    args = [*DIGITS, "--deterministic", "--train_steps=40", "--steps_per_loop=5",
-            "--checkpoint_every=10", "--eval_every=0"]
-    uninterrupted = run([f"--model_dir={tmp_path / 'straight'}", *args])
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
-
-    model_dir = tmp_path / "killed"
-    process = start([f"--model_dir={model_dir}", *args], tmp_path / "log.txt")
-    checkpoints = model_dir / "checkpoints"
-    wait_for(lambda: tf.train.latest_checkpoint(str(checkpoints)) is not None, process,
-             what="the first checkpoint")
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    killed_at = tf.train.latest_checkpoint(str(checkpoints))
-    assert not killed_at.endswith("ckpt-40")
-    resumed = run([f"--model_dir={model_dir}", *args])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Resuming from" in resumed.stderr
-
-    expected = checkpoint_values(str(tmp_path / "straight" / "checkpoints" / "ckpt-40"))
-    actual = checkpoint_values(str(checkpoints / "ckpt-40"))
-    assert sorted(expected) == sorted(actual)
-    for name, value in expected.items():
-        np.testing.assert_array_equal(actual[name], value, err_msg=name)
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-@pytest.mark.slow
-def test_multi_worker_on_two_processes(tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    model_dir = tmp_path / "model"
-    args = [f"--model_dir={model_dir}", "--strategy=multi_worker", *DIGITS,
-            "--train_steps=12", "--steps_per_loop=4", "--checkpoint_every=8", "--eval_every=8"]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(start(args, tmp_path / f"worker{index}.txt",
-                               TF_CONFIG=json.dumps(tf_config)))
-    for process in processes:
-        assert process.wait(timeout=900) == 0
-    logs = [(tmp_path / f"worker{index}.txt").read_text() for index in range(2)]
-    digests = [re.search(r"weights digest ([0-9a-f]{64})", log).group(1) for log in logs]
-    assert digests[0] == digests[1]
-    assert all("2 replica(s)" in log for log in logs)
-    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-12")
-    assert os.path.exists(model_dir / "model.keras")
-    assert not os.path.exists(model_dir / ".worker_tmp")

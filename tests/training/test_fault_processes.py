@@ -3,7 +3,11 @@ SIGKILL during a checkpoint write and during an export, and a worker SIGKILLed m
 two-process multi-worker run on 127.0.0.1.
 
 Each test checks the one-line message (no traceback), that nothing earlier was lost, and that
-rerunning the same command resumes and ends bit-identical to an uninterrupted run.
+rerunning the same command resumes and ends bit-identical to an uninterrupted run. Every
+process here proves something no other one does (CI time): the SIGKILLed-and-resumed run is
+also the entry point's restart test (its last checkpoint equals the uninterrupted run's,
+variable by variable), and the uninterrupted multi-worker run is also the entry point's
+multi-worker test (identical weights on both workers, evaluation, the final files).
 """
 
 import glob
@@ -15,15 +19,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.training.test_entry_point import (DIGITS, ROOT, SCRIPT, environment, free_ports,
-                                             start, wait_for)
+from tests.helpers.processes import ROOT, free_ports, python_env
+from tests.helpers.trainer_script import (DIGITS, EXPORT_SCRIPT, SCRIPT, checkpoint_values,
+                                          start, wait_for)
 
 pytestmark = pytest.mark.slow
 
-EXPORT_SCRIPT = os.path.join(ROOT, "export", "export_savedmodel.py")
 ARGS = [*DIGITS, "--deterministic", "--train_steps=20", "--steps_per_loop=5",
         "--checkpoint_every=5", "--eval_every=0"]
 # Below a checkpoint's data file (about 650 kB here) and above every other file but model.keras.
@@ -39,7 +44,7 @@ def run(script, args, file_size_limit=None, timeout=600):
     code = prelude + f"sys.argv = {[script, *args]!r}; runpy.run_path({script!r}, " \
                      "run_name='__main__')"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=environment(), cwd=ROOT, timeout=timeout)
+                          env=python_env(), cwd=ROOT, timeout=timeout)
 
 
 def digest(output):
@@ -80,8 +85,8 @@ def test_sigkill_during_a_checkpoint_write(straight, tmp_path):
     model_dir = tmp_path / "model"
     args = [f"--model_dir={model_dir}", *ARGS[:-3], "--steps_per_loop=1",
             "--checkpoint_every=1", "--eval_every=0", "--keep_checkpoints=50"]
-    straight_here = run(SCRIPT, [f"--model_dir={tmp_path / 'straight'}", *args[1:]])
-    assert digest(straight_here.stderr) == straight[1]  # Loop lengths do not change weights.
+    # (The end equals `straight`'s, whose loop and checkpoint lengths differ: those do not
+    # change the weights, and a mismatch fails below either way.)
     process = start(args, tmp_path / "log.txt")
     checkpoints = model_dir / "checkpoints"
     deadline, killed_in_write = time.time() + 600, False
@@ -103,6 +108,12 @@ def test_sigkill_during_a_checkpoint_write(straight, tmp_path):
     assert "Resuming from" in resumed.stderr
     assert not glob.glob(str(checkpoints / "ckpt-*_temp*"))
     assert digest(resumed.stderr) == straight[1]
+    # Not only the weights: every model, optimizer and step variable of the last checkpoint.
+    expected = checkpoint_values(str(straight[0] / "checkpoints" / "ckpt-20"))
+    actual = checkpoint_values(str(checkpoints / "ckpt-20"))
+    assert sorted(expected) == sorted(actual)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
 
 
 def export(model_dir, export_dir, file_size_limit=None):
@@ -110,27 +121,15 @@ def export(model_dir, export_dir, file_size_limit=None):
                                "--nowarmup"], file_size_limit=file_size_limit)
 
 
-def test_file_size_limit_during_an_export(straight, tmp_path):
-    export_dir = tmp_path / "exports"
-    first = export(straight[0], export_dir)
-    assert first.returncode == 0, first.stderr[-3000:]
-    failed = export(straight[0], export_dir, file_size_limit=100_000)
-    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
-    assert last_line(failed.stderr) == (
-        f"error: Could not write export version 2 at {export_dir / '2'}: File too large. "
-        f"Nothing was published; the newest complete version is {export_dir / '1'}. Free "
-        "space and run the same command again.")
-    assert sorted(os.listdir(export_dir)) == ["1"]
-    again = export(straight[0], export_dir)
-    assert again.returncode == 0 and last_line(again.stdout) == str(export_dir / "2")
-    tf.saved_model.load(str(export_dir / "2"))
+def test_sigkill_and_file_size_limit_during_exports(straight, tmp_path):
+    """Two faults of the exporter on one export directory (one process fewer than apart).
 
-
-def test_sigkill_during_an_export(straight, tmp_path):
-    """Killed at the worst moment: the whole SavedModel staged, not yet published. (Waiting
-    for the staging directory to appear raced with fast exports, which could stage and
-    publish between two polls.) The exporter runs with `files.publish_directory` replaced by
-    a function that reports it has been reached and then waits to be killed."""
+    SIGKILL at the worst moment: the whole SavedModel staged, not yet published. (Waiting for
+    the staging directory to appear raced with fast exports, which could stage and publish
+    between two polls.) The exporter runs with `files.publish_directory` replaced by a
+    function that reports it has been reached and then waits to be killed. The rerun
+    publishes version 1; then a file-size limit fails version 2, which leaves version 1 and
+    names it, and a rerun publishes version 2."""
     export_dir = tmp_path / "exports"
     reached = tmp_path / "publish_reached"
     args = [EXPORT_SCRIPT, f"--model_dir={straight[0]}", f"--export_dir={export_dir}",
@@ -144,17 +143,32 @@ def test_sigkill_during_an_export(straight, tmp_path):
             f"sys.argv = {args!r}\n"
             f"runpy.run_path({EXPORT_SCRIPT!r}, run_name='__main__')\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=environment(), cwd=ROOT)
+                               stderr=subprocess.DEVNULL, env=python_env(), cwd=ROOT)
     wait_for(reached.exists, process, timeout=300, what="the export's publishing step")
     staged = glob.glob(str(export_dir / ".tmp-export-*" / "saved_model.pb"))
     assert staged, "the SavedModel was not staged before publishing"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert not glob.glob(str(export_dir / "[0-9]*"))  # TF Serving sees no half version.
-    again = export(straight[0], export_dir)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert last_line(again.stdout) == str(export_dir / "1")
+    first = export(straight[0], export_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert last_line(first.stdout) == str(export_dir / "1")
     tf.saved_model.load(str(export_dir / "1"))
+    killed_leftovers = set(os.listdir(export_dir)) - {"1"}
+    assert all(name.startswith(".") for name in killed_leftovers), killed_leftovers
+
+    failed = export(straight[0], export_dir, file_size_limit=100_000)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert last_line(failed.stderr) == (
+        f"error: Could not write export version 2 at {export_dir / '2'}: File too large. "
+        f"Nothing was published; the newest complete version is {export_dir / '1'}. Free "
+        "space and run the same command again.")
+    # Nothing of the failed export's own is left: only version 1 and what the SIGKILL left
+    # (its staging directory, which TF Serving never reads: it starts with a dot).
+    assert set(os.listdir(export_dir)) == {"1"} | killed_leftovers
+    again = export(straight[0], export_dir)
+    assert again.returncode == 0 and last_line(again.stdout) == str(export_dir / "2")
+    tf.saved_model.load(str(export_dir / "2"))
 
 
 def start_workers(model_dir, tmp_path, label, args):
@@ -168,12 +182,24 @@ def start_workers(model_dir, tmp_path, label, args):
     return processes
 
 
-def test_lost_worker_stops_the_other_and_the_rerun_resumes(tmp_path):
+def test_multi_worker_run_and_a_lost_worker(tmp_path):
+    """An uninterrupted two-worker run (identical weights on both workers, both see 2
+    replicas, evaluation, the last checkpoint, model.keras, no worker scratch left); then a
+    worker SIGKILLed mid-loop stops the other with one line, and rerunning both resumes and
+    ends with the uninterrupted run's weights."""
     args = [*DIGITS, "--deterministic", "--train_steps=30", "--steps_per_loop=5",
-            "--checkpoint_every=10", "--eval_every=0"]
-    for process in start_workers(tmp_path / "straight", tmp_path, "straight", args):
+            "--checkpoint_every=10", "--eval_every=10"]
+    straight_dir = tmp_path / "straight"
+    for process in start_workers(straight_dir, tmp_path, "straight", args):
         assert process.wait(timeout=900) == 0
-    expected = digest((tmp_path / "straight0.txt").read_text())
+    straight_logs = [(tmp_path / f"straight{index}.txt").read_text() for index in range(2)]
+    expected = digest(straight_logs[0])
+    assert digest(straight_logs[1]) == expected
+    assert all("2 replica(s)" in log for log in straight_logs)
+    assert tf.train.latest_checkpoint(str(straight_dir / "checkpoints")).endswith("ckpt-30")
+    assert os.path.exists(straight_dir / "model.keras")
+    assert not os.path.exists(straight_dir / ".worker_tmp")
+    assert re.search(r"evaluation at step 30: top-1", straight_logs[0]), straight_logs[0][-2000:]
 
     model_dir = tmp_path / "model"
     processes = start_workers(model_dir, tmp_path, "killed", args)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from irevnet_tf import model_files as model_dir_lib
 from irevnet_tf.training import trainer
 from irevnet_tf.training.errors import CheckpointMismatchError, NonFiniteLossError
+from tests.helpers.events import read_events
 from tests.training import fake_data
 
 INFO = fake_data.FakeInfo()
@@ -33,18 +34,6 @@ def finished_run(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("run") / "model"
     result = run(model_dir, train_steps=24)
     return model_dir, result
-
-
-def read_events(directory):
-    """{tag: [(step, value)]} from the summary files in `directory` (read independently)."""
-    events = {}
-    for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                tensor = tf.make_ndarray(value.tensor)
-                events.setdefault(value.tag, []).append(
-                    (event.step, tensor, value.metadata.plugin_data.plugin_name))
-    return {tag: sorted(values, key=lambda v: v[0]) for tag, values in events.items()}
 
 
 def test_trains_and_evaluates(finished_run):

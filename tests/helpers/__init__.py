@@ -1,6 +1,13 @@
-"""Shared test fixtures: batch-norm randomisation, model directories, weight extraction.
+"""The tests' shared base: every helper more than one test module needs lives here, so that no
+test module imports another.
 
-Every test that needs one of these imports it from here (and nowhere else defines one).
+- here: batch-norm randomisation, model directories as the trainer writes them, Bottleneck
+  weights for tests/reference.py;
+- `tests.helpers.processes`: fresh Python processes (environment, free ports);
+- `tests.helpers.models`: identity-normalised twins of models;
+- `tests.helpers.layer_test`: the checks every layer of `irevnet_tf.layers` passes;
+- `tests.helpers.events`: TensorBoard event files as dicts;
+- `tests.helpers.trainer_script`: trainers/train_imagenet.py in subprocesses.
 """
 
 import numpy as np
