@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from irevnet_tf import reversible as reversible_lib
+from irevnet_tf import stack as stack_lib
+from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import decode_input, validation
 from irevnet_tf.layers.batch_norm import BatchNorm
 from irevnet_tf.layers.block import IRevBlock
@@ -76,14 +77,7 @@ def _in_chunks(function, tensor, chunk, output_channels, output_dtype, scale):
 
 
 def _positive_int_tuple(value, argument):
-    try:
-        items = tuple(value)
-    except TypeError:
-        items = None
-    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
-        raise ValueError(f"IRevNet: `{argument}` must be a non-empty sequence of ints >= 1, "
-                         f"got {value!r}.")
-    return items
+    return argument_validation.check_int_sequence(value, f"IRevNet: `{argument}`", 1)
 
 
 def _pixel_normalization(mean, std, channels, dtype):
@@ -140,8 +134,9 @@ class IRevNet(keras.Model):
     `channels[k]` channels, then the merge of the last pair into Phi.
 
     Args:
-        blocks, strides, channels: per-stage blocks, first-block stride and channels of
-            each half.
+        blocks, strides, channels: per stage, the number of blocks (the release's
+            `nBlocks`; held as `blocks_per_stage`, while `stack` holds the block layers),
+            the first block's stride and the channels of each half.
         init_ds: block size of the initial psi (0: none).
         mult: bottleneck width divisor.
         dropout_rate: dropout inside every bottleneck.
@@ -185,22 +180,20 @@ class IRevNet(keras.Model):
         # being rounded to bfloat16/float16 first.
         kwargs["autocast"] = False
         super().__init__(**kwargs)
-        self.blocks = _positive_int_tuple(blocks, "blocks")
+        self.blocks_per_stage = _positive_int_tuple(blocks, "blocks")
         self.strides = _positive_int_tuple(strides, "strides")
         self.channels = _positive_int_tuple(channels, "channels")
-        if not len(self.blocks) == len(self.strides) == len(self.channels):
+        if not len(self.blocks_per_stage) == len(self.strides) == len(self.channels):
             raise ValueError(
                 "IRevNet: `blocks`, `strides` and `channels` need one entry per stage, got "
-                f"{len(self.blocks)}, {len(self.strides)} and {len(self.channels)}.")
-        if isinstance(init_ds, bool) or not isinstance(init_ds, int) or init_ds < 0:
-            raise ValueError(f"IRevNet: `init_ds` must be 0 (no initial psi) or a psi block "
-                             f"size >= 2, got {init_ds!r}.")
+                f"{len(self.blocks_per_stage)}, {len(self.strides)} and {len(self.channels)}.")
+        argument_validation.check_int(
+            init_ds, "IRevNet: `init_ds`", 0, what="0 (no initial psi) or a psi block size >= 2")
         image_shape = _positive_int_tuple(input_shape, "input_shape")
         if len(image_shape) != 3:
             raise ValueError("IRevNet: `input_shape` must be (height, width, channels), "
                              f"got {input_shape!r}.")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"IRevNet: `num_classes` must be an int >= 1, got {num_classes!r}.")
+        argument_validation.check_int(num_classes, "IRevNet: `num_classes`", 1)
         self.init_ds = init_ds
         self.mult = mult
         self.dropout_rate = dropout_rate
@@ -213,10 +206,9 @@ class IRevNet(keras.Model):
         self.reversible = bool(reversible)
         self.seed = seed
         self.grid = FixedPoint(fraction_bits)
-        if inference_chunk is not None and (isinstance(inference_chunk, bool) or not isinstance(
-                inference_chunk, int) or inference_chunk < 1):
-            raise ValueError(f"IRevNet: `inference_chunk` must be None (whole batches) or an "
-                             f"int >= 1 (images per chunk), got {inference_chunk!r}.")
+        argument_validation.check_int(
+            inference_chunk, "IRevNet: `inference_chunk`", 1, optional=True,
+            what="None (whole batches) or an int >= 1 (images per chunk)")
         self.inference_chunk = inference_chunk
 
         self.downsampling = max(init_ds, 1)
@@ -241,7 +233,7 @@ class IRevNet(keras.Model):
         self.init_psi = Psi(max(init_ds, 1), name="init_psi", dtype=self.float_dtype)
         self.stack = []
         for stage, (depth, stride, width) in enumerate(
-                zip(self.blocks, self.strides, self.channels)):
+                zip(self.blocks_per_stage, self.strides, self.channels)):
             for index in range(depth):
                 self.stack.append(IRevBlock(
                     width, stride=stride if index == 0 else 1, first=not self.stack,
@@ -252,7 +244,7 @@ class IRevNet(keras.Model):
                     bottleneck_dtype=self.dtype_policy.name, fraction_bits=fraction_bits))
         # Where each stage ends in `self.stack` (for per-stage representations).
         self.stage_ends = []
-        for depth in self.blocks:
+        for depth in self.blocks_per_stage:
             self.stage_ends.append((self.stage_ends[-1] if self.stage_ends else 0) + depth)
         self.seed_generator = (keras.random.SeedGenerator(seed, name="dropout_seeds")
                                if dropout_rate > 0 else None)
@@ -414,7 +406,7 @@ class IRevNet(keras.Model):
         `training=True` returns the float Phi (the same values, dequantised) with its
         gradient: batch statistics and dropout, moving statistics updated once; with
         `reversible=True` the gradient is the memory-saving one
-        (`irevnet_tf.reversible`). `dropout_seed` (int tensor of shape [2]) fixes the
+        (`irevnet_tf.stack.run_memory_saving`). `dropout_seed` (int tensor of shape [2]) fixes the
         dropout masks; by default a new seed is drawn per call.
         """
         images = self._check_images(images)
@@ -429,13 +421,13 @@ class IRevNet(keras.Model):
         images = tf.where(finite, images, tf.zeros_like(images))
         if dropout_seed is None and self.seed_generator is not None:
             dropout_seed = self.seed_generator.next()
-        seeds = reversible_lib.block_dropout_seeds(dropout_seed, len(self.stack))
+        seeds = stack_lib.block_dropout_seeds(dropout_seed, len(self.stack))
         with checks_disabled():
             pair = self.stem(self.grid.quantize_straight_through(self.normalize(images)))
             if self.reversible:
-                pair = reversible_lib.reversible_stack(self.stack, pair, seeds)
+                pair = stack_lib.run_memory_saving(self.stack, pair, seeds)
             else:
-                pair = reversible_lib.plain_stack(self.stack, pair, seeds, training=True)
+                pair = stack_lib.run(self.stack, pair, seeds, training=True)
         phi = tf.concat(list(pair), axis=-1)
         return phi + tf.where(finite, tf.constant(0.0, phi.dtype), tf.constant(float("nan"),
                                                                                phi.dtype))
@@ -448,7 +440,7 @@ class IRevNet(keras.Model):
 
     def _encode_batch(self, pixels):
         pair = self.stem(self.grid.quantize(self.normalize(pixels), self.name, "images"))
-        pair = reversible_lib.plain_stack(self.stack, pair, [None] * len(self.stack),
+        pair = stack_lib.run(self.stack, pair, [None] * len(self.stack),
                                           training=False)
         return tf.concat(list(pair), axis=-1)
 
@@ -544,7 +536,7 @@ class IRevNet(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "blocks": list(self.blocks), "strides": list(self.strides),
+            "blocks": list(self.blocks_per_stage), "strides": list(self.strides),
             "channels": list(self.channels), "init_ds": self.init_ds, "mult": self.mult,
             "dropout_rate": self.dropout_rate, "num_classes": self.num_classes,
             "input_shape": list(self.image_shape), "include_top": self.include_top,

@@ -58,7 +58,7 @@ def _readme_counts():
     line = next(line for line in readme_text().split("\n- ")
                 if line.startswith("Named configurations"))
     return {name: int(count.replace(",", "")) for name, count in re.findall(
-        r"`(irevnet\w*)` \([^)]*?([\d,]{5,})", line)}
+        r"`(irevnet\w*)` \([^)]*?(\d{1,3}(?:,\d{3})+)", line)}
 
 
 @pytest.mark.parametrize("name", ["irevnet_cifar", "irevnet_small", "irevnet_tiny"])

@@ -9,9 +9,7 @@ import sys
 
 import pytest
 
-from tests.serving.helpers import repo_root, subprocess_env
-
-ROOT = repo_root()
+from tests.helpers.processes import ROOT, python_env
 
 
 def _script(*parts):
@@ -83,7 +81,7 @@ def test_bad_flags_give_one_line_and_status_2_and_help_exits_0(tmp_path, index):
     result = subprocess.run(
         [sys.executable, "-m", "tests.entry_point_driver", entry_point,
          json.dumps([argv for argv, _ in cases])],
-        capture_output=True, text=True, env=subprocess_env(), cwd=ROOT, timeout=300)
+        capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]  # The final --help.
     outcomes = json.loads(result.stdout.splitlines()[0])
     assert len(result.stdout.splitlines()) > 1  # The usage text after the JSON line.

@@ -1,4 +1,5 @@
-"""Tests of the memory-saving gradient (irevnet_tf/reversible.py) against plain autodiff.
+"""Tests of the memory-saving gradient (irevnet_tf/stack.py: run_memory_saving) against plain
+autodiff.
 
 The reference is always an independent computation: the same model built with
 `reversible=False` (ordinary TensorFlow autodiff, which stores every activation), the
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from irevnet_tf import reversible as reversible_lib
+from irevnet_tf import stack as stack_lib
 from irevnet_tf.model import IRevNet
 from tests.helpers import randomize_batch_norms
 
@@ -155,13 +156,13 @@ def test_fresh_injective_model_float32_gradients_as_accurate_as_plain():
 
 def test_model_uses_the_reversible_gradient_by_default(monkeypatch):
     calls = []
-    original = reversible_lib.block_backward
+    original = stack_lib.block_backward
 
     def counting_block_backward(*args, **kwargs):
         calls.append(args[0].name)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(reversible_lib, "block_backward", counting_block_backward)
+    monkeypatch.setattr(stack_lib, "block_backward", counting_block_backward)
     kwargs = dict(BIJECTIVE)
     model = IRevNet(**kwargs)
     assert model.reversible
@@ -181,7 +182,7 @@ def test_rebuilt_inputs_equal_the_forward_inputs_bit_for_bit(kind, policy):
     model = IRevNet(dtype=policy, **dict(CONFIGS[kind], dropout_rate=0.2, seed=5))
     randomize_batch_norms(model, seed=1, shift_std=SHIFT_STD)
     images, _ = batch(kind, dtype="float32")
-    seeds = reversible_lib.block_dropout_seeds(tf.constant(SEED), len(model.stack))
+    seeds = stack_lib.block_dropout_seeds(tf.constant(SEED), len(model.stack))
     pairs = [model.stem(model.grid.quantize(images))]
     for block, seed in zip(model.stack, seeds):
         pairs.append(block(pairs[-1], training=True, dropout_seed=seed,
@@ -190,7 +191,7 @@ def test_rebuilt_inputs_equal_the_forward_inputs_bit_for_bit(kind, policy):
     assert pair[0].dtype == tf.int32
     grads = tuple(tf.ones(t.shape, tf.float32) for t in pair)
     for index in reversed(range(len(model.stack))):
-        pair, grads, _ = reversible_lib.block_backward(model.stack[index], pair, grads,
+        pair, grads, _ = stack_lib.block_backward(model.stack[index], pair, grads,
                                                        seeds[index])
         for rebuilt, original in zip(pair, pairs[index]):
             np.testing.assert_array_equal(rebuilt.numpy(), original.numpy(),

@@ -94,7 +94,9 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     def _generic(self, inputs, batch_statistics, update_statistics, input_scale):
         """The element-wise formulation, for float64 (which the fused kernel lacks)."""
-        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        # Grid points (ints) are normalised in the layer's dtype, at least float32.
+        source = self.compute_dtype if inputs.dtype.is_integer else inputs.dtype
+        compute_dtype = keras.backend.result_type(source, "float32")
         inputs = ops.cast(inputs, compute_dtype)
         if input_scale is not None:
             inputs = inputs * ops.cast(input_scale, compute_dtype)

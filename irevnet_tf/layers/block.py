@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import validation
 from irevnet_tf.layers.bottleneck import Bottleneck
 from irevnet_tf.layers.fixed_point import DEFAULT_FRACTION_BITS, FixedPoint
@@ -77,8 +78,7 @@ class IRevBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         for argument, value, low in (("out_channels", out_channels, 1), ("stride", stride, 1),
                                      ("mult", mult, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"IRevBlock: `{argument}` must be an int >= {low}, got {value!r}.")
+            argument_validation.check_int(value, f"IRevBlock: `{argument}`", low)
         self.out_channels = out_channels
         self.stride = stride
         self.first = bool(first)
@@ -150,7 +150,7 @@ class IRevBlock(keras.layers.Layer):
             validation.check_rank4(tensor, f"{argument}[{index}]", self.name)
 
     # --- the coupling: one home for the arithmetic that call, inverse and the
-    # memory-saving gradient (irevnet_tf.reversible) share ---------------------------------
+    # memory-saving gradient (irevnet_tf.stack) share --------------------------------------
 
     def pad_inputs(self, pair):
         """An injective block's widening: merge, append the zero channels, split again."""

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers.batch_norm import BatchNorm
 
 
@@ -62,8 +63,8 @@ class Bottleneck(keras.layers.Layer):
     def __init__(self, out_channels, stride=1, preactivation=True, mult=4,
                  dropout_rate=0.0, bn_momentum=0.9, bn_epsilon=1e-5, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(f"Bottleneck: `dropout_rate` must be in [0, 1), got {dropout_rate!r}.")
+        argument_validation.check_number(dropout_rate, "Bottleneck: `dropout_rate`", 0.0, 1.0,
+                                         high_open=True)
         if out_channels // mult < 1:
             raise ValueError(
                 f"Bottleneck: `out_channels // mult` must be >= 1, got out_channels="

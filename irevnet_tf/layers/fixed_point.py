@@ -30,6 +30,8 @@ import threading
 
 import tensorflow as tf
 
+from irevnet_tf import validation as argument_validation
+
 try:  # Private, and stable since TF 2.0: whether XLA compiles the graph being built.
     from tensorflow.python.ops import control_flow_util as _control_flow_util
 except ImportError:  # pragma: no cover
@@ -105,10 +107,8 @@ class FixedPoint:
     """
 
     def __init__(self, fraction_bits=DEFAULT_FRACTION_BITS):
-        if (isinstance(fraction_bits, bool) or not isinstance(fraction_bits, int)
-                or not 0 <= fraction_bits <= 24):
-            raise ValueError(f"FixedPoint: `fraction_bits` must be an int in [0, 24] (grid step "
-                             f"2**-k, range +-2**(30-k)), got {fraction_bits!r}.")
+        argument_validation.check_int(fraction_bits, "FixedPoint: `fraction_bits`", 0, 24,
+                                      hint=" (grid step 2**-k, range +-2**(30-k))")
         self.fraction_bits = fraction_bits
         self.scale = float(2 ** fraction_bits)
         self.max_value = STREAM_LIMIT / self.scale

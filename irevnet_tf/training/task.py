@@ -9,7 +9,7 @@ What one replica computes on its share of a global batch (Model Garden calls thi
   it from holding an extra copy of the parameters through the backward pass.
 - the gradient: a plain `tf.GradientTape` over `model(images, training=True)`. With
   `reversible=True` the model's stack carries a custom gradient that rebuilds activations
-  from the outputs (irevnet_tf/reversible.py), so nothing else is needed here.
+  from the outputs (irevnet_tf/stack.py), so nothing else is needed here.
 - dropout masks: from a stateless seed derived from (run seed, step, replica), so a
   resumed run and each replica draw reproducible, distinct masks.
 

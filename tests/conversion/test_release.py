@@ -53,7 +53,7 @@ def test_irevnet301_expects_exactly_the_release_names_and_shapes():
                 if not name.endswith("num_batches_tracked")}
     assert {t.name: t.checkpoint_shape for t in targets} == expected
     assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == IREVNET301_TRAINABLE
-    assert (model.blocks, model.bn_epsilon, model.bn_momentum, model.head_bn_momentum) == (
+    assert (model.blocks_per_stage, model.bn_epsilon, model.bn_momentum, model.head_bn_momentum) == (
         (6, 16, 72, 6), 1e-5, 0.9, 0.1)
 
 

@@ -1,6 +1,11 @@
-"""The memory-saving gradient: rebuild each block's input from its output instead of storing it.
+"""The invertible stack of i-RevBlocks and its two ways of running.
 
-`reversible_stack(blocks, pair, seeds)` runs the invertible stack in training mode inside a
+- `run(block_layers, pair, seeds, training)`: block after block with ordinary autodiff (every
+  activation is kept for a backward pass); inference, and training with `reversible=False`.
+- `run_memory_saving(block_layers, pair, seeds)`: training with the memory-saving gradient,
+  which rebuilds each block's input from its output instead of storing it.
+
+`run_memory_saving` runs the invertible stack in training mode inside a
 `tf.custom_gradient`. The forward pass runs on the exact integer stream with gradient
 recording stopped, so no tape (eager or graph) keeps the blocks' activations; only the
 stack's output pair survives. The gradient then walks the blocks in reverse. For a block
@@ -67,23 +72,23 @@ def block_dropout_seeds(base_seed, num_blocks):
             for index in range(num_blocks)]
 
 
-def plain_stack(blocks, pair, seeds, training):
+def run(block_layers, pair, seeds, training):
     """The stack with ordinary autodiff: every activation is kept for the backward pass."""
-    for block, seed in zip(blocks, seeds):
+    for block, seed in zip(block_layers, seeds):
         pair = block(pair, training=training, dropout_seed=seed)
     return pair
 
 
-def reversible_stack(blocks, pair, seeds):
+def run_memory_saving(block_layers, pair, seeds):
     """The stack in training mode with the memory-saving gradient.
 
     `pair` holds floats on the blocks' grid (as `FixedPoint.quantize_straight_through`
     gives them); the stack runs on their integer grid points and returns the output pair
     dequantised to floats, with the gradient of the straight-through stream.
     """
-    blocks = list(blocks)
+    blocks = list(block_layers)
     if len(seeds) != len(blocks):
-        raise ValueError(f"reversible_stack: need one dropout seed (or None) per block, got "
+        raise ValueError(f"run_memory_saving: need one dropout seed (or None) per block, got "
                          f"{len(seeds)} seeds for {len(blocks)} blocks.")
     grid = blocks[0].grid
     float_dtype = pair[0].dtype
@@ -91,8 +96,8 @@ def reversible_stack(blocks, pair, seeds):
     @tf.custom_gradient
     def stack(x1, x2):
         with _record.stop_recording():
-            pair = (grid.quantize(x1, "reversible_stack", "x1"),
-                    grid.quantize(x2, "reversible_stack", "x2"))
+            pair = (grid.quantize(x1, "run_memory_saving", "x1"),
+                    grid.quantize(x2, "run_memory_saving", "x2"))
             for block, seed in zip(blocks, seeds):
                 pair = tuple(block(pair, training=True, dropout_seed=seed))
             outputs = pair
@@ -167,7 +172,7 @@ def block_backward(block, outputs, output_grads, seed=None, variables=None, afte
         # tf.custom_gradient reports every variable the forward read; if a TensorFlow
         # version stopped doing so, the gradients would silently be None.
         raise RuntimeError(
-            f"reversible_stack: tf.custom_gradient did not report the variables {missing} "
+            f"run_memory_saving: tf.custom_gradient did not report the variables {missing} "
             f"of {block.name}, so their gradients would be lost; build the model with "
             f"reversible=False.")
     block_variables = [v for v in watched if v.ref() in variables]
