@@ -45,12 +45,12 @@ class Bottleneck(keras.layers.Layer):
             stream takes F in grid units, F * 2**k). In inference (float32, bfloat16) it is
             folded into the last batch norm's gamma and beta, which ReLU and the linear
             conv3 carry through exactly, so F arrives on the grid's scale at no cost; in
-            training, and in float16 (whose range cannot hold it), F is cast to float32
-            and multiplied.
+            training, and in float16 (whose range cannot hold it) or float64, F is cast to
+            the variable dtype and multiplied.
         input_scale: the real value of one unit of integer `inputs` (a power of two, the
-            grid step 2**-k of an i-RevBlock's stream). In inference the grid points go,
-            cast to the compute dtype, straight into the pre-activation batch norm, which
-            folds the scale into its statistics; in training (and without a
+            grid step 2**-k of an i-RevBlock's stream). In inference the grid points go
+            straight into the pre-activation batch norm (cast to the dtype its kernel runs
+            in), which folds the scale into its statistics; in training (and without a
             pre-activation, or in float16, whose range cannot hold grid points) they are
             dequantised to the variable dtype first, the same ops on which the
             memory-saving gradient recomputes F.
