@@ -181,9 +181,8 @@ def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibrat
         features = _run_signature(session, meta_graph, "encode", {"images": pixels})["features"]
         outputs = _run_signature(session, meta_graph, "decode", {"features": features})
     assert features.dtype == np.int32
-    # (The export's Phi need not equal Python's bit for bit: the loader's graph optimiser
-    # may fuse F's batch norms into its convolutions, which rounds F differently. What an
-    # export encodes, the same export decodes exactly.)
+    # (That this Phi also equals Keras' and decodes there, in both directions, is
+    # tests/serving/test_cross_loader_exactness.py's: every loader fuses F alike.)
     differing = int(np.sum(outputs["images"] != pixels))
     assert differing == 0, f"{differing} pixel values differ after the exported round trip"
 
