@@ -62,17 +62,15 @@ class BatchNorm(keras.layers.BatchNormalization):
                              f"`input_scale`, the real value of one unit.")
         if self.compute_dtype not in FUSED_DTYPES or inputs.dtype.name == "float64":
             outputs = self._generic(inputs, batch_statistics, update_statistics, input_scale)
-            if output_scale is not None:
-                outputs = outputs * ops.cast(output_scale, outputs.dtype)
-            return tf.nn.relu(outputs) if relu else outputs
-        inputs = ops.cast(inputs, self._kernel_dtype(inputs))
-        if batch_statistics:
+        elif batch_statistics:
+            inputs = ops.cast(inputs, self._kernel_dtype(inputs))
             if input_scale is not None:
                 inputs = inputs * ops.cast(input_scale, inputs.dtype)
             outputs, mean, variance = self._fused_training(inputs)
             if update_statistics:
                 self._update_statistics(self.moving_mean, self.moving_variance, mean, variance)
         else:
+            inputs = ops.cast(inputs, self._kernel_dtype(inputs))
             outputs = self._fused_inference(inputs, input_scale, output_scale)
             output_scale = None  # Folded into gamma and beta.
         if output_scale is not None:
