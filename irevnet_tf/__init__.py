@@ -36,3 +36,4 @@ _environment.set_tensorflow_defaults()
 # `import irevnet_tf`, the same way however Python was started.
 for _name in __all__:
     __getattr__(_name)
+importlib.import_module("irevnet_tf.backends").load()

@@ -4,8 +4,9 @@ import weakref
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from irevnet_tf import backends
 from irevnet_tf import stack as stack_lib
 from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import decode_input, validation
@@ -13,44 +14,35 @@ from irevnet_tf.layers.batch_norm import BatchNorm
 from irevnet_tf.layers.block import IRevBlock
 from irevnet_tf.layers.bottleneck import release_initializer
 from irevnet_tf.layers.fixed_point import (DEFAULT_FRACTION_BITS, FixedPoint, StreamRangeError,
-                                           checks_disabled)
+                                           checks_disabled, is_integer)
 from irevnet_tf.layers.normalization import PixelNormalization
 from irevnet_tf.layers.psi import Psi
 
 
-# Eager inference calls run through compiled graphs, for speed (eager execution of the
-# blocks is 1.7-2.7x slower on CPUs) and for exactness: in a graph, TensorFlow's optimiser
-# fuses float32 convolution + batch norm + ReLU into one kernel (in Keras' tf.function, a
-# SavedModel and the C API alike), which rounds F differently from eager op-by-op
-# execution, so every inference path of the model runs compiled. Kept outside the model
-# so that SavedModel export does not serialise them with it.
+# Eager inference calls run compiled (`tf.function` on TensorFlow, `jax.jit` on JAX; eager
+# without gradient recording on PyTorch), for speed (eager execution of the blocks is 1.7-2.7x
+# slower on CPUs) and for exactness: in a graph, TensorFlow's optimiser fuses float32
+# convolution + batch norm + ReLU into one kernel (in Keras' tf.function, a SavedModel and the
+# C API alike), which rounds F differently from eager op-by-op execution, so every inference
+# path of the model runs compiled. Kept outside the model so that SavedModel export does not
+# serialise them with it.
 _COMPILED = weakref.WeakKeyDictionary()
+
+# The model's inference paths, by name, and the methods that compute them.
+_INFERENCE_METHODS = {"encode": "_encode_inference", "decode": "_decode_inference",
+                      "stage": "_stage_representations", "block": "_block_representations"}
 
 
 def _run_compiled(model, direction, tensor):
+    backend_ops = backends.ops()
+    functions = _COMPILED.setdefault(model, {})
+    if direction not in functions:
+        functions[direction] = backend_ops.compile_inference(model,
+                                                             _INFERENCE_METHODS[direction])
     try:
-        return _compiled(model, direction)(tensor)
-    except tf.errors.InvalidArgumentError as error:
+        return functions[direction](tensor)
+    except backend_ops.ASSERTION_ERRORS as error:
         StreamRangeError.reraise_from(error)
-
-
-def _compiled(model, direction):
-    functions = _COMPILED.get(model)
-    if functions is None:
-        # Through a weak reference: a bound method would keep the model alive forever.
-        owner = weakref.ref(model)
-        functions = {
-            "encode": tf.function(lambda images: owner()._encode_inference(images),
-                                  reduce_retracing=True),
-            "decode": tf.function(lambda phi: owner()._decode_inference(phi),
-                                  reduce_retracing=True),
-            "stage": tf.function(lambda images: owner()._representations(images, "stage"),
-                                 reduce_retracing=True),
-            "block": tf.function(lambda images: owner()._representations(images, "block"),
-                                 reduce_retracing=True),
-        }
-        _COMPILED[model] = functions
-    return functions[direction]
 
 
 def _in_chunks(function, tensor, chunk, output_channels, output_dtype, scale):
@@ -61,19 +53,12 @@ def _in_chunks(function, tensor, chunk, output_channels, output_dtype, scale):
     including the batch size, so F's bits, and the grid points rounded from them, can
     otherwise differ by batch. `scale` maps the input's height and width to the output's.
     """
-    count = tf.shape(tensor)[0]
-    padding = (chunk - count % chunk) % chunk
-    tensor = tf.pad(tensor, [[0, padding], [0, 0], [0, 0], [0, 0]])
-    height, width = tensor.shape[1], tensor.shape[2]
-    chunks = tf.reshape(tensor, [-1, chunk, *tensor.shape[1:]]) if None not in (
-        height, width) else tf.reshape(tensor, tf.concat([[-1, chunk], tf.shape(tensor)[1:]], 0))
-    out_shape = [chunk, None if height is None else int(height * scale),
-                 None if width is None else int(width * scale), output_channels]
-    outputs = tf.map_fn(function, chunks,
-                        fn_output_signature=tf.TensorSpec(out_shape, output_dtype))
-    shape = tf.shape(outputs)
-    outputs = tf.reshape(outputs, tf.concat([[shape[0] * chunk], shape[2:]], 0))
-    return outputs[:count]
+    def out_shape(shape):
+        height, width = shape[1], shape[2]
+        return [chunk, None if height is None else int(height * scale),
+                None if width is None else int(width * scale), output_channels]
+
+    return backends.ops().in_chunks(function, tensor, chunk, out_shape, output_dtype)
 
 
 def _positive_int_tuple(value, argument):
@@ -166,7 +151,7 @@ class IRevNet(keras.Model):
     >>> model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
     ...                 num_classes=10, input_shape=(16, 16, 3))
     ...                 pixel_mean=(125.3, 123.0, 113.9), pixel_std=(63.0, 62.1, 66.7))
-    >>> phi = model.encode(tf.random.uniform([2, 16, 16, 3], 0, 255))  # (2, 4, 4, 48) int32
+    >>> phi = model.encode(keras.random.uniform([2, 16, 16, 3], 0, 255))  # (2, 4, 4, 48) int32
     >>> pixels = model.decode(phi)                             # (2, 16, 16, 3) float32
     """
 
@@ -334,24 +319,24 @@ class IRevNet(keras.Model):
     def normalize(self, pixels):
         """Pixels -> the normalised images the stream quantises, `(pixels - mean) / std`,
         in float32 (the model's float dtype)."""
-        pixels = tf.cast(pixels, self.float_dtype)
-        if pixels.shape.rank == 4 and pixels.shape[-1] is None:  # Static channels for the layer.
-            pixels = tf.ensure_shape(pixels, [None, None, None, self.image_shape[-1]])
+        pixels = ops.cast(pixels, self.float_dtype)
+        # Static channels for the layer (TensorFlow graphs may not know them).
+        pixels = backends.ops().with_static_channels(pixels, self.image_shape[-1])
         return self.normalization(pixels)
 
     def denormalize(self, images):
         """Normalised images -> pixels, `images * std + mean` (float32, not clipped)."""
-        return self.normalization.inverse(tf.cast(images, self.float_dtype))
+        return self.normalization.inverse(ops.cast(images, self.float_dtype))
 
     @property
     def phi_dtype(self):
         """The dtype of `encode`'s output: int32 grid points of the exact stream."""
-        return tf.int32
+        return "int32"
 
     def dequantize(self, phi, dtype=None):
         """Real values of grid points from `encode` (floats pass), in `dtype` (default the
         model's float dtype, float32). float32 holds a grid point exactly only while
-        |value| < 2**(24 - fraction_bits) (64 at the default 18); `tf.float64` always does,
+        |value| < 2**(24 - fraction_bits) (64 at the default 18); float64 always does,
         and `decode` takes it without loss."""
         return self.grid.dequantize(phi, dtype or self.float_dtype)
 
@@ -379,12 +364,12 @@ class IRevNet(keras.Model):
     # --- the invertible part -------------------------------------------------------------
 
     def _check_images(self, images, argument="images"):
-        images = tf.convert_to_tensor(images)
+        images = ops.convert_to_tensor(images)
         validation.check_rank4(images, argument, self.name)
         validation.check_floating(images, argument, self.name)
         validation.check_channels(images, self.image_shape[-1], argument, self.name)
         validation.check_divisible_spatial(images, self.downsampling, argument, self.name)
-        return tf.cast(images, self.float_dtype)
+        return ops.cast(images, self.float_dtype)
 
     def stem(self, images):
         """Initial psi and split: images (or their grid points) -> the first pair `(x1, x2)`."""
@@ -394,7 +379,7 @@ class IRevNet(keras.Model):
 
     def unstem(self, pair):
         """Inverse of `stem`: merge the pair and undo the initial psi."""
-        return self.init_psi.inverse(tf.concat(list(pair), axis=-1))
+        return self.init_psi.inverse(ops.concatenate(list(pair), axis=-1))
 
     def encode(self, images, training=False, dropout_seed=None):
         """Phi(x) of pixels `images`: normalised by `self.normalization`, then the merged
@@ -411,14 +396,14 @@ class IRevNet(keras.Model):
         """
         images = self._check_images(images)
         if not training:
-            if tf.executing_eagerly():
+            if backends.ops().is_concrete(images):
                 return _run_compiled(self, "encode", images)
             return self._encode_inference(images)
         # A NaN/Inf image would stop the stream's range check with an error; in training it
         # should instead make the loss non-finite, which the trainer (and any loss-scale
         # optimizer) handles: run the batch on zeros and poison Phi with NaN.
-        finite = tf.math.is_finite(tf.reduce_sum(images))
-        images = tf.where(finite, images, tf.zeros_like(images))
+        finite = ops.isfinite(ops.sum(images))
+        images = ops.where(finite, images, ops.zeros_like(images))
         if dropout_seed is None and self.seed_generator is not None:
             dropout_seed = self.seed_generator.next()
         seeds = stack_lib.block_dropout_seeds(dropout_seed, len(self.stack))
@@ -428,21 +413,19 @@ class IRevNet(keras.Model):
                 pair = stack_lib.run_memory_saving(self.stack, pair, seeds)
             else:
                 pair = stack_lib.run(self.stack, pair, seeds, training=True)
-        phi = tf.concat(list(pair), axis=-1)
-        return phi + tf.where(finite, tf.constant(0.0, phi.dtype), tf.constant(float("nan"),
-                                                                               phi.dtype))
+        phi = ops.concatenate(list(pair), axis=-1)
+        return phi + ops.cast(ops.where(finite, 0.0, float("nan")), phi.dtype)
 
     def _encode_inference(self, images):
         if self.inference_chunk:
             return _in_chunks(self._encode_batch, images, self.inference_chunk,
-                              2 * self.channels[-1], tf.int32, 1 / self.downsampling)
+                              2 * self.channels[-1], "int32", 1 / self.downsampling)
         return self._encode_batch(images)
 
     def _encode_batch(self, pixels):
         pair = self.stem(self.grid.quantize(self.normalize(pixels), self.name, "images"))
-        pair = stack_lib.run(self.stack, pair, [None] * len(self.stack),
-                                          training=False)
-        return tf.concat(list(pair), axis=-1)
+        pair = stack_lib.run(self.stack, pair, [None] * len(self.stack), training=False)
+        return ops.concatenate(list(pair), axis=-1)
 
     def decode(self, phi):
         """Pixels x with `encode(x) == phi` (inference mode), as floats (not clipped).
@@ -453,22 +436,23 @@ class IRevNet(keras.Model):
         normalised images, bit for bit, mapped back to pixels by the normalisation's
         inverse (`x * pixel_std + pixel_mean` in float32).
         """
-        phi = tf.convert_to_tensor(phi)
+        phi = ops.convert_to_tensor(phi)
         validation.check_rank4(phi, "phi", f"{self.name}.decode")
-        if not (phi.dtype.is_integer or phi.dtype.is_floating):
+        dtype = keras.backend.standardize_dtype(phi.dtype)
+        if not (is_integer(phi) or "float" in dtype):
             raise TypeError(f"{self.name}.decode: `phi` must be int32 grid points (from "
-                            f"encode) or floating-point features, got dtype {phi.dtype.name}.")
+                            f"encode) or floating-point features, got dtype {dtype}.")
         validation.check_channels(phi, 2 * self.channels[-1], "phi", f"{self.name}.decode")
         # Values a caller got wrong (out of range, NaN), named in the caller's units before
         # any cast; an overflow inside the stack stays FixedPoint's to report.
         phi = decode_input.check_values(phi, self.grid.fraction_bits, f"{self.name}.decode",
                                         "phi")
-        if phi.dtype.is_floating and phi.dtype != tf.float64:
+        if "float" in dtype and dtype != "float64":
             # float64 passes as it is: it holds every grid point, float32 only small ones.
-            phi = tf.cast(phi, self.float_dtype)
-        elif phi.dtype.is_integer and phi.dtype != tf.int32:
-            phi = tf.cast(phi, tf.int32)
-        if tf.executing_eagerly():
+            phi = ops.cast(phi, self.float_dtype)
+        elif is_integer(phi) and dtype != "int32":
+            phi = ops.cast(phi, "int32")
+        if backends.ops().is_concrete(phi):
             return _run_compiled(self, "decode", phi)
         return self._decode_inference(phi)
 
@@ -493,18 +477,24 @@ class IRevNet(keras.Model):
         if level not in ("stage", "block"):
             raise ValueError(f"IRevNet: `level` must be 'stage' or 'block', got {level!r}.")
         images = self._check_images(images)
-        if tf.executing_eagerly():
+        if backends.ops().is_concrete(images):
             return _run_compiled(self, level, images)
         return self._representations(images, level)
 
+    def _stage_representations(self, images):
+        return self._representations(images, "stage")
+
+    def _block_representations(self, images):
+        return self._representations(images, "block")
+
     def _representations(self, images, level):
         pair = self.stem(self.grid.quantize(self.normalize(images), self.name, "images"))
-        outputs = [tf.concat(list(pair), axis=-1)]
+        outputs = [ops.concatenate(list(pair), axis=-1)]
         ends = set(self.stage_ends)
         for index, block in enumerate(self.stack, start=1):
             pair = block(pair, training=False)
             if level == "block" or index in ends:
-                outputs.append(tf.concat(list(pair), axis=-1))
+                outputs.append(ops.concatenate(list(pair), axis=-1))
         return outputs
 
     # --- the classifier ----------------------------------------------------------------
@@ -515,7 +505,7 @@ class IRevNet(keras.Model):
         if not self.include_top:
             raise ValueError("IRevNet.classify: this model was built with include_top=False.")
         phi = self.dequantize(phi)
-        h = tf.nn.relu(self.head_bn(phi, training=training))
+        h = ops.relu(self.head_bn(phi, training=training))
         return self.classifier(self.pool(h))
 
     def call(self, images, training=None, dropout_seed=None):

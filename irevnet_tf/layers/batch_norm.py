@@ -5,7 +5,7 @@ pass; Keras' own BatchNormalization would then update its moving statistics a se
 time. This subclass keeps Keras' variables, configuration and saving, and adds
 `update_statistics=False` for such recomputations.
 
-Both modes run TensorFlow's fused kernel (FusedBatchNormV3) on float32, bfloat16 and
+On TensorFlow both modes run its fused kernel (FusedBatchNormV3) on float32, bfloat16 and
 float16 inputs, in the input's own dtype (statistics and parameters in float32), instead of
 casting to float32 and back around a dozen element-wise ops:
 - training: one op forward, one op backward, also compiled by XLA;
@@ -18,12 +18,16 @@ casting to float32 and back around a dozen element-wise ops:
 `input_scale` folds a power-of-two scaling of the input into the statistics (mean / s,
 variance / s^2, epsilon / s^2, all exact): an i-RevBlock feeds its int32 grid points, cast,
 straight into its first batch norm, so the grid's dequantisation costs no pass of its own.
-float64 (the exactness tests) takes the generic path.
+float64 (the exactness tests), JAX and PyTorch take the element-wise path in `keras.ops`
+(statistics in float32, or float64 for float64 inputs), where each backend's compiler
+(XLA) fuses the element-wise work itself.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
+
+from irevnet_tf import backends
+from irevnet_tf.layers.fixed_point import is_integer
 
 # Input dtypes of TensorFlow's fused batch-norm kernel (its statistics are float32).
 FUSED_DTYPES = ("float16", "bfloat16", "float32")
@@ -57,16 +61,21 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, update_statistics=True, input_scale=None,
              relu=False, output_scale=None):
         batch_statistics = bool(training) and self.trainable
-        if inputs.dtype.is_integer and input_scale is None:
+        integer = is_integer(inputs)
+        if integer and input_scale is None:
             raise ValueError(f"{self.name}: integer `inputs` (grid points) need their "
                              f"`input_scale`, the real value of one unit.")
-        if self.compute_dtype not in FUSED_DTYPES or inputs.dtype.name == "float64":
+        fused = backends.ops().fused_batch_norm
+        if (fused is None or self.compute_dtype not in FUSED_DTYPES
+                or keras.backend.standardize_dtype(inputs.dtype) == "float64"):
             outputs = self._generic(inputs, batch_statistics, update_statistics, input_scale)
         elif batch_statistics:
             inputs = ops.cast(inputs, self._kernel_dtype(inputs))
             if input_scale is not None:
                 inputs = inputs * ops.cast(input_scale, inputs.dtype)
-            outputs, mean, variance = self._fused_training(inputs)
+            outputs, mean, variance = fused(
+                inputs, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"),
+                epsilon=self.epsilon)
             if update_statistics:
                 self._update_statistics(self.moving_mean, self.moving_variance, mean, variance)
         else:
@@ -76,7 +85,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         if output_scale is not None:
             outputs = outputs * ops.cast(output_scale, outputs.dtype)
         if relu:  # Before the cast: TensorFlow fuses it into the batch norm's kernel.
-            outputs = tf.nn.relu(outputs)
+            outputs = ops.relu(outputs)
         return ops.cast(outputs, self.compute_dtype)
 
     def _kernel_dtype(self, inputs):
@@ -93,7 +102,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _generic(self, inputs, batch_statistics, update_statistics, input_scale):
         """The element-wise formulation, for float64 (which the fused kernel lacks)."""
         # Grid points (ints) are normalised in the layer's dtype, at least float32.
-        source = self.compute_dtype if inputs.dtype.is_integer else inputs.dtype
+        source = self.compute_dtype if is_integer(inputs) else inputs.dtype
         compute_dtype = keras.backend.result_type(source, "float32")
         inputs = ops.cast(inputs, compute_dtype)
         if input_scale is not None:
@@ -116,9 +125,9 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     def _fused_inference(self, inputs, input_scale, output_scale=None):
         """Moving-statistics normalisation in one fused op (see the module docstring)."""
-        mean = tf.cast(self.moving_mean, tf.float32)
-        variance = tf.cast(self.moving_variance, tf.float32)
-        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        mean = ops.cast(self.moving_mean, "float32")
+        variance = ops.cast(self.moving_variance, "float32")
+        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
         if output_scale is not None:
             # s * (x * g' + b') = x * (s g') + s b': exact for a power of two s.
             gamma = gamma * float(output_scale)
@@ -131,22 +140,8 @@ class BatchNorm(keras.layers.BatchNormalization):
             mean = mean * inverse
             variance = variance * (inverse * inverse)
             epsilon = epsilon * inverse * inverse
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, gamma, beta, mean=mean, variance=variance, epsilon=epsilon,
-            data_format="NHWC", is_training=False)
-        return outputs
-
-    def _fused_training(self, inputs):
-        """Normalised outputs and the biased batch mean and variance, from the fused kernel."""
-        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
-            epsilon=self.epsilon, data_format="NHWC", is_training=True)
-        # The kernel returns the variance with Bessel's correction (n / (n - 1)); the
-        # moving statistics here, as Keras', follow the biased variance it normalised with.
-        shape = tf.shape(inputs)
-        count = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
-        variance = variance * (tf.maximum(count - 1.0, 0.0) / count)
-        return outputs, tf.stop_gradient(mean), tf.stop_gradient(variance)
+        return backends.ops().fused_batch_norm(inputs, gamma, beta, mean=mean,
+                                               variance=variance, epsilon=epsilon)
 
     def _update_statistics(self, moving_mean, moving_variance, mean, variance):
         # A Python float: ops.cast(0.9, "float64") would round it to float32 first.

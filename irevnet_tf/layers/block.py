@@ -1,12 +1,12 @@
 """IRevBlock: the invertible building block of i-RevNet, with its exact inverse."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import validation
 from irevnet_tf.layers.bottleneck import Bottleneck
-from irevnet_tf.layers.fixed_point import DEFAULT_FRACTION_BITS, FixedPoint
+from irevnet_tf.layers.fixed_point import DEFAULT_FRACTION_BITS, FixedPoint, is_integer
 from irevnet_tf.layers.injective_pad import InjectivePad
 from irevnet_tf.layers.psi import Psi
 
@@ -67,7 +67,7 @@ class IRevBlock(keras.layers.Layer):
 
     Example:
     >>> block = IRevBlock(out_channels=32, stride=2)
-    >>> x = block.grid.quantize(tf.random.normal([1, 8, 8, 16]))   # int32
+    >>> x = block.grid.quantize(keras.random.normal([1, 8, 8, 16]))   # int32
     >>> y2, y1 = block((x[..., :8], x[..., 8:]))                    # 4x4x32 each, int32
     >>> x1, x2 = block.inverse((y2, y1))                            # equal to the halves of x
     """
@@ -157,14 +157,14 @@ class IRevBlock(keras.layers.Layer):
         x1, x2 = pair
         if not self.pad:
             return x1, x2
-        merged = self.injective_pad(tf.concat([x1, x2], axis=-1))
+        merged = self.injective_pad(ops.concatenate([x1, x2], axis=-1))
         return merged[..., : self.out_channels], merged[..., self.out_channels:]
 
     def unpad(self, pair):
         """Inverse of `pad_inputs` (and, being a projection, its adjoint for gradients)."""
         if not self.pad:
             return tuple(pair)
-        merged = self.injective_pad.inverse(tf.concat(list(pair), axis=-1))
+        merged = self.injective_pad.inverse(ops.concatenate(list(pair), axis=-1))
         c1 = self.input_halves[0]
         return merged[..., :c1], merged[..., c1:]
 
@@ -178,9 +178,9 @@ class IRevBlock(keras.layers.Layer):
         and `first_input` take it: the scale is folded into F's last batch norm.
         """
         if grid_units is None:
-            grid_units = x2.dtype.is_integer
+            grid_units = is_integer(x2)
         scales = {"output_scale": self.grid.scale if grid_units else None}
-        if x2.dtype.is_integer:
+        if is_integer(x2):
             scales["input_scale"] = self.grid.step
         return self.bottleneck(x2, training=training, dropout_seed=dropout_seed,
                                update_statistics=update_statistics, **scales)
@@ -190,7 +190,7 @@ class IRevBlock(keras.layers.Layer):
         units for an integer pair, as `residual` gives it)."""
         x1, x2 = pair
         q = self.grid.round_residual(fx2, like=x1, owner=self.name,
-                                     grid_units=x1.dtype.is_integer)
+                                     grid_units=is_integer(x1))
         return self.psi(x2), self.grid.add(self.psi(x1), q, owner=self.name)
 
     def second_input(self, y2):
@@ -200,14 +200,14 @@ class IRevBlock(keras.layers.Layer):
             return x2
         # Channels of x2 at or after this index came from the zero padding.
         data_channels = max(sum(self.input_halves) - self.out_channels, 0)
-        return tf.concat([x2[..., :data_channels], tf.zeros_like(x2[..., data_channels:])],
-                         axis=-1)
+        return ops.concatenate(
+            [x2[..., :data_channels], ops.zeros_like(x2[..., data_channels:])], axis=-1)
 
     def first_input(self, y1, fx2):
         """The padded x1 from y1 and F(x2): `psi^-1(y1 - [F(x2)])` (F in grid units for an
         integer y1)."""
         q = self.grid.round_residual(fx2, like=y1, owner=self.name,
-                                     grid_units=y1.dtype.is_integer)
+                                     grid_units=is_integer(y1))
         return self.psi.inverse(self.grid.subtract(y1, q, owner=self.name))
 
     def call(self, inputs, training=None, dropout_seed=None, update_statistics=True):
@@ -220,7 +220,7 @@ class IRevBlock(keras.layers.Layer):
     def inverse(self, outputs, training=False, dropout_seed=None):
         """Returns the pair `(x1, x2)` that `call` maps to `outputs = (y2, y1)`."""
         self._check_pair(outputs, "outputs")
-        y2, y1 = (tf.convert_to_tensor(t) for t in outputs)
+        y2, y1 = (ops.convert_to_tensor(t) for t in outputs)
         for index, tensor in enumerate(outputs):
             validation.check_channels(tensor, self.out_channels, f"outputs[{index}]", self.name)
         x2 = self.second_input(y2)

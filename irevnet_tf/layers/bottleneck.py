@@ -1,10 +1,13 @@
 """Bottleneck: the residual function F inside every i-RevBlock."""
 
 import keras
-import tensorflow as tf
+from keras import ops
+
+from irevnet_tf import backends
 
 from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers.batch_norm import BatchNorm
+from irevnet_tf.layers.fixed_point import is_integer
 
 
 def release_initializer():
@@ -121,30 +124,29 @@ class Bottleneck(keras.layers.Layer):
         if self.preact_bn is not None:
             h = self.preact_bn(h, input_scale=input_scale, relu=True, **norm_args)
         if self.stride > 1:
-            h = tf.pad(h, [[0, 0], [1, 1], [1, 1], [0, 0]])
+            h = ops.pad(h, [[0, 0], [1, 1], [1, 1], [0, 0]])
         h = self.conv1(h)
         h = self.bn1(h, relu=True, **norm_args)
         h = self.conv2(h)
         if training and self.dropout_rate > 0:
             if dropout_seed is None:
                 dropout_seed = self.seed_generator.next()
-            h = tf.nn.experimental.stateless_dropout(
-                h, rate=self.dropout_rate, seed=tf.cast(dropout_seed, tf.int32))
+            h = backends.ops().stateless_dropout(h, self.dropout_rate, dropout_seed)
         if output_scale is None:
             return self.conv3(self.bn2(h, relu=True, **norm_args))
         if training or self.compute_dtype not in ("float32", "bfloat16"):
             # In the variable dtype (float32, or float64) after the convolution: float16
             # cannot hold F in grid units, and in training the memory-saving gradient
             # recomputes these very ops.
-            f = tf.cast(self.conv3(self.bn2(h, relu=True, **norm_args)), self.variable_dtype)
-            return f * tf.constant(float(output_scale), self.variable_dtype)
+            f = ops.cast(self.conv3(self.bn2(h, relu=True, **norm_args)), self.variable_dtype)
+            return f * float(output_scale)
         # relu(s * x) = s * relu(x) for s > 0 and the convolution is linear, so scaling
         # bn2's gamma and beta by the power of two s gives s * F exactly, for free.
         return self.conv3(self.bn2(h, relu=True, output_scale=output_scale, **norm_args))
 
     def _entry(self, inputs, training, input_scale):
         """F's input in the compute dtype, and the scale its first batch norm still owes."""
-        if not inputs.dtype.is_integer:
+        if not is_integer(inputs):
             return inputs, None
         if input_scale is None:
             raise ValueError(f"{self.name}: integer `inputs` (grid points) need their "
@@ -153,9 +155,8 @@ class Bottleneck(keras.layers.Layer):
                 or self.compute_dtype not in ("float32", "bfloat16")):
             # Dequantised in the variable dtype, then cast: the ops (and bits) of an
             # i-RevBlock's float path and of the memory-saving gradient's recomputation.
-            h = tf.cast(inputs, self.variable_dtype) * tf.constant(
-                float(input_scale), self.variable_dtype)
-            return tf.cast(h, self.compute_dtype), None
+            h = ops.cast(inputs, self.variable_dtype) * float(input_scale)
+            return ops.cast(h, self.compute_dtype), None
         # The batch norm casts the grid points to the dtype its kernel runs in: float32 and
         # bfloat16 hold every int32 grid point's magnitude (float16 does not).
         return inputs, input_scale

@@ -12,15 +12,18 @@ What a caller can get wrong, and what the message then says:
 A Phi that is in range but overflows inside the stack is the model's matter: `FixedPoint`
 reports it, naming the block, with its own advice.
 
-Eager calls raise `DecodeInputError` (a ValueError); inside a graph (a tf.function, a
-SavedModel signature, TF Serving) the same text is an InvalidArgumentError's message, one
-line after TensorFlow's "assertion failed:", which is what a serving client receives.
+Eager calls (on every backend) raise `DecodeInputError` (a ValueError); inside a TensorFlow
+graph (a tf.function, a SavedModel signature, TF Serving) the same text is an
+InvalidArgumentError's message, one line after TensorFlow's "assertion failed:", which is
+what a serving client receives. Inside a user's `jax.jit` nothing can raise, and the values
+are not checked (`IRevNet.decode` checks them before its own compiled call).
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from irevnet_tf.layers.fixed_point import STREAM_LIMIT
+from irevnet_tf import backends
+from irevnet_tf.layers.fixed_point import STREAM_LIMIT, is_integer
 
 
 class DecodeInputError(ValueError):
@@ -44,11 +47,13 @@ def check_shape(features, expected, owner, argument, what):
     message = (f"{owner}: `{argument}` must have shape {_shape_text((None, *expected))} "
                f"({what}), got")
     static = features.shape
-    if static.rank is not None and (static.rank != 4 or any(
-            d is not None and d != e for d, e in zip(static[1:], expected))):
-        raise DecodeInputError(f"{message} {_shape_text(static.as_list())}.")
-    if tf.executing_eagerly():
+    rank = static.rank if hasattr(static, "rank") else len(static)
+    if rank is not None and (rank != 4 or any(
+            d is not None and d != e for d, e in zip(tuple(static)[1:], expected))):
+        raise DecodeInputError(f"{message} {_shape_text(tuple(static))}.")
+    if backends.ops().is_concrete(features) or not backends.ops().GRAPH_ASSERTIONS:
         return features
+    import tensorflow as tf  # Graph assertions exist on TensorFlow only.
     shape = tf.shape(features, out_type=tf.int64)
     # Compared on a copy padded to rank 4, so that another rank fails the check rather
     # than the comparison.
@@ -78,12 +83,12 @@ def check_values(features, fraction_bits, owner, argument):
     """`features` after checking their values: int grid points |n| < 2**30, floats finite
     and |x| < 2**(30 - fraction_bits). Eager: raises DecodeInputError; in a graph: an
     assertion with the same text."""
-    integer = features.dtype.is_integer
+    integer = is_integer(features)
     prefix, accepted = _messages(owner, argument, fraction_bits, integer)
     nan_message = (f"{owner}: `{argument}` holds NaN or Inf; decode takes finite features "
                    "(int32 grid points from encode, or floats on its scale).")
-    if tf.executing_eagerly():
-        values = np.asarray(features.numpy())
+    if backends.ops().is_concrete(features):
+        values = np.asarray(ops.convert_to_numpy(features))
         if values.size == 0:
             return features
         if not integer and not np.all(np.isfinite(values)):
@@ -94,6 +99,9 @@ def check_values(features, fraction_bits, owner, argument):
             shown = int(largest) if integer else f"{float(largest):g}"
             raise DecodeInputError(f"{prefix}{shown}{accepted}")
         return features
+    if not backends.ops().GRAPH_ASSERTIONS:
+        return features
+    import tensorflow as tf  # Graph assertions exist on TensorFlow only.
     if integer:
         # int64 first: |-2**31| does not fit an int32.
         wide = tf.cast(features, tf.int64)

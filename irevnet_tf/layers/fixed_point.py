@@ -28,19 +28,16 @@ import contextlib
 import functools
 import threading
 
-import tensorflow as tf
+import keras
+from keras import ops
 
+from irevnet_tf import backends
 from irevnet_tf import validation as argument_validation
-
-try:  # Private, and stable since TF 2.0: whether XLA compiles the graph being built.
-    from tensorflow.python.ops import control_flow_util as _control_flow_util
-except ImportError:  # pragma: no cover
-    _control_flow_util = None
 
 # Every stream integer satisfies |n| < 2**30, so a sum of two never leaves int32.
 STREAM_LIMIT = 2 ** 30
 DEFAULT_FRACTION_BITS = 18
-# The marker that `StreamRangeError.from_graph_error` looks for in a compiled graph's error.
+# The marker that `StreamRangeError.reraise_from` looks for in a compiled graph's error.
 _MARKER = "exact stream"
 
 
@@ -65,7 +62,7 @@ class StreamRangeError(ValueError):
 
     @classmethod
     def reraise_from(cls, error):
-        """Re-raises a graph's InvalidArgumentError from a range check as this error."""
+        """Re-raises a graph's assertion error from a range check as this error."""
         message = getattr(error, "message", str(error))
         if _MARKER not in message:
             raise error
@@ -74,8 +71,12 @@ class StreamRangeError(ValueError):
         raise cls(lines[0].strip() if lines else message) from None
 
 
-def _is_integer(tensor):
-    return tensor.dtype.is_integer
+def is_integer(tensor):
+    """Whether `tensor` holds integers (the stream's grid points), on any backend."""
+    return "int" in keras.backend.standardize_dtype(tensor.dtype)
+
+
+_is_integer = is_integer
 
 
 # The name scope of every op the stream's arithmetic adds to a graph, so that a profile can
@@ -86,7 +87,7 @@ STREAM_SCOPE = "stream"
 def _stream_op(method):
     @functools.wraps(method)
     def scoped(*args, **kwargs):
-        with tf.name_scope(STREAM_SCOPE):
+        with keras.name_scope(STREAM_SCOPE):
             return method(*args, **kwargs)
     return scoped
 
@@ -102,7 +103,7 @@ class FixedPoint:
 
     Example:
     >>> grid = FixedPoint(18)
-    >>> n = grid.quantize(tf.constant([0.5, -1.25]))    # int32 [131072, -327680]
+    >>> n = grid.quantize(keras.ops.convert_to_tensor([0.5, -1.25]))    # int32 [131072, -327680]
     >>> grid.dequantize(n)                               # float32 [0.5, -1.25]
     """
 
@@ -124,11 +125,11 @@ class FixedPoint:
     # --- floats <-> grid ---------------------------------------------------------------------
 
     def _scaled(self, x):
-        x = tf.convert_to_tensor(x)
+        x = ops.convert_to_tensor(x)
         # float32 keeps every bfloat16/float16 value, and scaling by 2**k is exact.
-        if x.dtype in (tf.bfloat16, tf.float16):
-            x = tf.cast(x, tf.float32)
-        return x * tf.constant(self.scale, x.dtype)
+        if keras.backend.standardize_dtype(x.dtype) in ("bfloat16", "float16"):
+            x = ops.cast(x, "float32")
+        return x * self.scale
 
     def _to_int(self, scaled, owner, what, finite_only=False):
         """Rounds and checks scaled floats, then casts without ever wrapping.
@@ -136,42 +137,38 @@ class FixedPoint:
         `finite_only`: check for NaN/Inf only, for F's output, whose magnitude the
         coupling's checked sum vouches for (see `round_residual`).
         """
-        rounded = tf.round(scaled)
-        if finite_only:
-            check = self._check_finite(rounded, owner, what)
-        else:
-            check = self._check(rounded, owner, what, scaled.dtype)
-        if check:
+        rounded = ops.round(scaled)
+        if self.checking(rounded):
             # The check has passed before the cast runs (a failed one discards the
             # result), so every value is finite (and, for a range check, inside the range):
             # a plain cast. Skipping the saturation saves 4 element-wise passes per
             # coupling, about a tenth of a float32 encode on a CPU.
-            with tf.control_dependencies(check):
-                return tf.cast(rounded, tf.int32)
-        bound = tf.constant(STREAM_LIMIT - 1, scaled.dtype)
-        # Unchecked (XLA, training): a saturating cast, so that no finite value wraps
-        # around int32. A NaN stays NaN through the clip and casts to one fixed integer
-        # per platform (-2**31 on x86, 0 on ARM, GPUs and XLA): the training forward and
-        # its rebuild in the backward pass run on the same platform, so they agree, and
+            if finite_only:
+                rounded = self._check_finite(rounded, owner, what)
+            else:
+                rounded = self._check(rounded, owner, what)
+            return ops.cast(rounded, "int32")
+        bound = STREAM_LIMIT - 1
+        # Unchecked (XLA, jax.jit, training): a saturating cast, so that no finite value
+        # wraps around int32. A NaN stays NaN through the clip and casts to one fixed
+        # integer per platform (-2**31 on x86, 0 on ARM, GPUs and XLA): the training forward
+        # and its rebuild in the backward pass run on the same platform, so they agree, and
         # the NaN reaches the gradients through F's recomputation, which the trainer turns
         # into a non-finite loss (ClassificationTask). Mapping NaN to 0 first cost two
         # more passes (IsNan, Select): 7 % of irevnet_cifar's mixed_bfloat16 step.
-        return tf.cast(tf.clip_by_value(rounded, -bound, bound), tf.int32)
+        return ops.cast(ops.clip(rounded, -bound, bound), "int32")
 
-    def _check(self, values, owner, what, dtype=None):
-        """Asserts |values| < 2**30 and no NaN/Inf; [] where checks cannot run (XLA).
+    def _check(self, values, owner, what):
+        """`values` after asserting |values| < 2**30 and no NaN/Inf.
 
         Reductions only, no element-wise temporaries: a full-size |values| per block kept
         20 MB more alive in irevnet_small's memory-saving gradient (graph mode, batch 32).
         """
-        if not self.checking():
-            return []
-        limit = tf.constant(STREAM_LIMIT, dtype or values.dtype)
-        largest, smallest = tf.reduce_max(values), tf.reduce_min(values)
-        ok = tf.logical_and(largest < limit, smallest > -limit)
-        if values.dtype.is_floating:
+        largest, smallest = ops.max(values), ops.min(values)
+        ok = ops.logical_and(largest < STREAM_LIMIT, smallest > -STREAM_LIMIT)
+        if not is_integer(values):
             # A sum is NaN or Inf if any term is (finite terms this large fail the range).
-            ok = tf.logical_and(ok, tf.math.is_finite(tf.reduce_sum(values)))
+            ok = ops.logical_and(ok, ops.isfinite(ops.sum(values)))
             problem = "is not finite or leaves"
         else:
             problem = "leaves"
@@ -179,47 +176,47 @@ class FixedPoint:
                    f"+-{self.max_value:g} (fraction_bits={self.fraction_bits}); if the values "
                    f"are finite, build the model with fewer fraction_bits (each one fewer "
                    f"doubles the range). Largest and smallest value in grid units:")
-        return [tf.debugging.Assert(ok, [message, largest, smallest], name="check_stream_range")]
+        return backends.ops().checked(values, ok, message, [largest, smallest],
+                                      StreamRangeError)
 
     def _check_finite(self, values, owner, what):
-        """Asserts no NaN/Inf in `values` (one reduction); [] where checks cannot run."""
-        if not self.checking():
-            return []
-        ok = tf.math.is_finite(tf.reduce_sum(values))
+        """`values` after asserting no NaN/Inf (one reduction)."""
+        ok = ops.isfinite(ops.sum(values))
         message = (f"{owner}: {what} is not finite (NaN or Inf) in the {_MARKER}; the "
                    f"model's weights or statistics hold NaN/Inf, or F overflowed its dtype.")
-        return [tf.debugging.Assert(ok, [message], name="check_stream_finite")]
+        return backends.ops().checked(values, ok, message, [], StreamRangeError)
 
     @staticmethod
-    def checking():
-        """Whether the stream's checks run in the graph being built (not under XLA, not in
-        training; see the module docstring)."""
-        return not (compiling_with_xla() or getattr(_STATE, "disabled", False))
+    def checking(values=None):
+        """Whether the stream's checks run where `values` are computed: not under XLA or
+        another backend's compiler that cannot raise, not in training (see the module
+        docstring)."""
+        if getattr(_STATE, "disabled", False):
+            return False
+        return backends.ops().can_check(values)
 
     @_stream_op
     def quantize(self, x, owner="FixedPoint", what="the input"):
         """Floats -> int32 grid points `round(x * 2**k)`; integers pass through (checked)."""
-        x = tf.convert_to_tensor(x)
-        if _is_integer(x):
-            return self.checked(tf.cast(x, tf.int32), owner, what)
+        x = ops.convert_to_tensor(x)
+        if is_integer(x):
+            return self.checked(ops.cast(x, "int32"), owner, what)
         return self._to_int(self._scaled(x), owner, what)
 
     @_stream_op
-    def dequantize(self, n, dtype=tf.float32):
+    def dequantize(self, n, dtype="float32"):
         """Grid points -> floats `n * 2**-k` in `dtype`; floats are returned as `dtype`."""
-        n = tf.convert_to_tensor(n)
-        if not _is_integer(n):
-            return tf.cast(n, dtype)
-        return tf.cast(n, dtype) * tf.constant(1.0 / self.scale, dtype)
+        n = ops.convert_to_tensor(n)
+        if not is_integer(n):
+            return ops.cast(n, dtype)
+        return ops.cast(n, dtype) * (1.0 / self.scale)
 
     @_stream_op
     def checked(self, n, owner, what):
         """An int32 stream tensor after asserting that it is inside the range."""
-        check = self._check(n, owner, what)
-        if not check:
+        if not self.checking(n):
             return n
-        with tf.control_dependencies(check):
-            return tf.identity(n)
+        return self._check(n, owner, what)
 
     # --- the coupling ------------------------------------------------------------------------
 
@@ -235,16 +232,16 @@ class FixedPoint:
         `grid_units`: `f` is F * 2**k already (as `IRevBlock.residual` gives it to an
         integer stream), so rounding is all that is left.
         """
-        if grid_units and _is_integer(like):
+        f = ops.convert_to_tensor(f)
+        if grid_units and is_integer(like):
             # F is F * 2**k already (in float32 or bfloat16, both exact for it): rounding
             # to an integer in bfloat16 is exact too (every bfloat16 of magnitude >= 256 is
             # an integer), so no cast to float32 and no multiply.
-            return self._to_int(tf.convert_to_tensor(f), owner, "F's output",
-                                finite_only=True)
+            return self._to_int(f, owner, "F's output", finite_only=True)
         if grid_units:
-            f = tf.convert_to_tensor(f) * tf.constant(self.step, f.dtype)
+            f = f * self.step
         scaled = self._scaled(f)
-        if _is_integer(like):
+        if is_integer(like):
             # One reduction (NaN/Inf) instead of a range check: the coupling's sum is
             # range-checked right after (`add`, `subtract`), and a finite F beyond int32
             # casts to -2**31 (x86) or saturates to +-(2**31 - 1) (ARM, GPUs), either of
@@ -252,38 +249,39 @@ class FixedPoint:
             # every overflow is still an error naming the block, at 3 reductions per
             # coupling instead of 5.
             return self._to_int(scaled, owner, "F's output", finite_only=True)
-        r = tf.round(scaled) / tf.constant(self.scale, scaled.dtype)
-        f = tf.cast(f, r.dtype)
-        return tf.cast(f + tf.stop_gradient(r - f), like.dtype)
+        r = ops.round(scaled) / self.scale
+        f = ops.cast(f, r.dtype)
+        return ops.cast(f + ops.stop_gradient(r - f), like.dtype)
 
     @_stream_op
     def add(self, x, q, owner="FixedPoint"):
         """`x + q` on the stream: an exact integer sum, range-checked; floats add as floats."""
-        if _is_integer(x):
+        if is_integer(x):
             return self.checked(x + q, owner, "the coupling's sum")
         return x + q
 
     @_stream_op
     def subtract(self, y, q, owner="FixedPoint"):
         """`y - q`, the inverse of `add`."""
-        if _is_integer(y):
+        if is_integer(y):
             return self.checked(y - q, owner, "the coupling's difference")
         return y - q
 
     @_stream_op
     def quantize_straight_through(self, x):
         """Floats on the grid (values of `dequantize(quantize(x))`) with gradient 1."""
-        x = tf.convert_to_tensor(x)
+        x = ops.convert_to_tensor(x)
         scaled = self._scaled(x)
-        r = tf.cast(tf.round(scaled) / tf.constant(self.scale, scaled.dtype), x.dtype)
-        return x + tf.stop_gradient(r - x)
+        r = ops.cast(ops.round(scaled) / self.scale, x.dtype)
+        return x + ops.stop_gradient(r - x)
 
     def get_config(self):
         return {"fraction_bits": self.fraction_bits}
 
 
 def compiling_with_xla():
-    """True while tracing a function that XLA compiles (jit_compile=True, TPUs)."""
-    if _control_flow_util is None or tf.executing_eagerly():
+    """True while TensorFlow traces a function that XLA compiles (jit_compile=True, TPUs);
+    False on other backends."""
+    if backends.name() != "tensorflow":
         return False
-    return bool(_control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    return backends.ops().compiling_with_xla()

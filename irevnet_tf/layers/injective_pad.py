@@ -1,10 +1,11 @@
 """InjectivePad: the zero-channel padding that lets an i-RevNet widen without losing information."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import validation
+from irevnet_tf.layers.fixed_point import is_integer
 
 
 @keras.saving.register_keras_serializable(package="irevnet_tf")
@@ -19,7 +20,7 @@ class InjectivePad(keras.layers.Layer):
 
     Example:
     >>> pad = InjectivePad(5)
-    >>> y = pad(tf.ones([2, 4, 4, 3]))   # shape (2, 4, 4, 8), last 5 channels 0
+    >>> y = pad(keras.ops.ones([2, 4, 4, 3]))   # shape (2, 4, 4, 8), last 5 channels 0
     >>> pad.inverse(y).shape             # (2, 4, 4, 3)
     """
 
@@ -32,13 +33,13 @@ class InjectivePad(keras.layers.Layer):
         validation.check_rank4(inputs, "inputs", self.name)
         if self.pad == 0:
             return inputs
-        return tf.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, self.pad]])
+        return ops.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, self.pad]])
 
     def inverse(self, outputs):
         """Drops the last `pad` channels."""
-        outputs = tf.convert_to_tensor(outputs)
-        if outputs.dtype.is_floating:  # Integer (exact-stream) tensors keep their dtype.
-            outputs = tf.cast(outputs, self.compute_dtype)
+        outputs = ops.convert_to_tensor(outputs)
+        if not is_integer(outputs):  # Integer (exact-stream) tensors keep their dtype.
+            outputs = ops.cast(outputs, self.compute_dtype)
         validation.check_rank4(outputs, "outputs", self.name)
         channels = outputs.shape[-1]
         if channels is not None and channels <= self.pad:

@@ -2,7 +2,7 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from irevnet_tf.layers import validation
 
@@ -32,7 +32,7 @@ class PixelNormalization(keras.layers.Layer):
 
     Example:
     >>> norm = PixelNormalization(mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4))
-    >>> x = norm(tf.fill([1, 4, 4, 3], 128.0))          # about 0.07, 0.21, 0.43
+    >>> x = norm(keras.ops.full([1, 4, 4, 3], 128.0))          # about 0.07, 0.21, 0.43
     >>> pixels = norm.inverse(x)                         # 128.0 again (float rounding)
     """
 
@@ -52,8 +52,8 @@ class PixelNormalization(keras.layers.Layer):
             if len(values) not in (1, channels):
                 raise ValueError(f"{self.name}: `{argument}` has {len(values)} values for "
                                  f"images of {channels} channels; give 1 or {channels}.")
-        mean = tf.constant(np.broadcast_to(self.mean, (channels,)), dtype)
-        std = tf.constant(np.broadcast_to(self.std, (channels,)), dtype)
+        mean = ops.convert_to_tensor(np.broadcast_to(self.mean, (channels,)), dtype)
+        std = ops.convert_to_tensor(np.broadcast_to(self.std, (channels,)), dtype)
         return mean, std
 
     def call(self, pixels):
@@ -65,7 +65,7 @@ class PixelNormalization(keras.layers.Layer):
 
     def inverse(self, inputs):
         """Pixels from normalised inputs: `inputs * std + mean` (not clipped)."""
-        inputs = tf.convert_to_tensor(inputs)
+        inputs = ops.convert_to_tensor(inputs)
         validation.check_rank4(inputs, "inputs", self.name)
         if self.is_identity:
             return inputs

@@ -1,10 +1,12 @@
 """Psi: the invertible down-sampling (space-to-depth) of i-RevNet."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
+from irevnet_tf import backends
 from irevnet_tf import validation as argument_validation
 from irevnet_tf.layers import validation
+from irevnet_tf.layers.fixed_point import is_integer
 
 
 @keras.saving.register_keras_serializable(package="irevnet_tf")
@@ -12,9 +14,9 @@ class Psi(keras.layers.Layer):
     """Invertible space-to-depth with a square block.
 
     `call` moves each `block_size x block_size` spatial block into channels with the
-    exact ordering of `tf.nn.space_to_depth`:
+    exact ordering of TensorFlow's `space_to_depth` (on every backend):
     `out[n, h, w, (i * b + j) * C + c] = in[n, h * b + i, w * b + j, c]`; `inverse` is
-    `tf.nn.depth_to_space`. Nothing is added or lost, so both directions are exact in
+    depth-to-space. Nothing is added or lost, so both directions are exact in
     any dtype. A height or width that the block does not divide is an error, never a
     silent crop.
 
@@ -23,7 +25,7 @@ class Psi(keras.layers.Layer):
 
     Example:
     >>> psi = Psi(2)
-    >>> y = psi(tf.zeros([1, 4, 6, 3]))   # shape (1, 2, 3, 12)
+    >>> y = psi(keras.ops.zeros([1, 4, 6, 3]))   # shape (1, 2, 3, 12)
     >>> x = psi.inverse(y)                # shape (1, 4, 6, 3)
     """
 
@@ -37,13 +39,13 @@ class Psi(keras.layers.Layer):
         if self.block_size == 1:
             return inputs
         validation.check_divisible_spatial(inputs, self.block_size, "inputs", self.name)
-        return tf.nn.space_to_depth(inputs, self.block_size)
+        return backends.ops().space_to_depth(inputs, self.block_size)
 
     def inverse(self, outputs):
         """Exact inverse of `call`: depth-to-space."""
-        outputs = tf.convert_to_tensor(outputs)
-        if outputs.dtype.is_floating:  # Integer (exact-stream) tensors keep their dtype.
-            outputs = tf.cast(outputs, self.compute_dtype)
+        outputs = ops.convert_to_tensor(outputs)
+        if not is_integer(outputs):  # Integer (exact-stream) tensors keep their dtype.
+            outputs = ops.cast(outputs, self.compute_dtype)
         validation.check_rank4(outputs, "outputs", self.name)
         if self.block_size == 1:
             return outputs
@@ -53,7 +55,7 @@ class Psi(keras.layers.Layer):
                 f"{self.name}.inverse: `outputs` must have a multiple of "
                 f"block_size**2 = {self.block_size ** 2} channels, got shape {outputs.shape}."
             )
-        return tf.nn.depth_to_space(outputs, self.block_size)
+        return backends.ops().depth_to_space(outputs, self.block_size)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

@@ -1,5 +1,7 @@
 """Shared input checks for the invertible layers: clear, early errors that name the argument."""
 
+import keras
+
 
 def check_rank4(tensor, argument, owner):
     """Raises ValueError unless `tensor` is a rank-4 NHWC tensor."""
@@ -13,7 +15,7 @@ def check_rank4(tensor, argument, owner):
 
 def check_floating(tensor, argument, owner):
     """Raises TypeError unless `tensor` has a floating-point dtype."""
-    dtype = getattr(tensor.dtype, "name", str(tensor.dtype))
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
     if dtype not in ("float16", "bfloat16", "float32", "float64"):
         raise TypeError(
             f"{owner}: `{argument}` must be a floating-point tensor "
