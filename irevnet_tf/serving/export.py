@@ -184,7 +184,7 @@ def _write_metadata(saved_model_dir, module, run_config, version):
         "mean": list(module.model.pixel_mean),
         "std": list(module.model.pixel_std),
         "feature_shape": list(module.feature_shape),
-        "feature_dtype": module.model.phi_dtype.name,
+        "feature_dtype": module.model.phi_dtype,
         "fraction_bits": module.model.grid.fraction_bits,
         "compute_dtype": module.model.dtype_policy.compute_dtype,
         "crop_fraction": module.crop_fraction,
