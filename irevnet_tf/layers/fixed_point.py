@@ -66,9 +66,13 @@ class StreamRangeError(ValueError):
         message = getattr(error, "message", str(error))
         if _MARKER not in message:
             raise error
-        # The graph error repeats the node's traceback; keep our message (its first line).
+        # The graph error repeats the node's traceback; keep our message (its first line),
+        # without TensorFlow's function name and brackets, as the other backends give it.
         lines = [line for line in message.splitlines() if _MARKER in line]
-        raise cls(lines[0].strip() if lines else message) from None
+        text = lines[0].strip() if lines else message
+        if "assertion failed: [" in text:
+            text = text.split("assertion failed: [", 1)[1].replace("] [", " ").rstrip("]")
+        raise cls(text.replace("\\'", "'")) from None
 
 
 def is_integer(tensor):
