@@ -7,6 +7,7 @@ fresh Python process, in an empty directory, with this checkout on PYTHONPATH; t
 full-size models, so running them is a slow test (`pytest -m slow`); compiling them is not.
 """
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -82,3 +83,27 @@ def test_python_block_runs(line, code, reason, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=tmp_path, env=env, timeout=900)
     assert result.returncode == 0, f"README.md:{line} failed:\n{result.stderr[-3000:]}"
+
+
+def _library_block():
+    """The first block that builds a model: README's library snippet."""
+    for line, code, reason in python_blocks(readme_text()):
+        if "build_irevnet" in code and not reason:
+            return line, code
+    raise AssertionError("README.md has no library block (one that calls build_irevnet)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_library_block_prints_the_same_exactness_on_every_backend(backend, tmp_path):
+    """The issue's promise: `KERAS_BACKEND=jax` (or torch) runs README's library snippet
+    unchanged and prints the same exactness result as TensorFlow."""
+    if backend != "tensorflow" and importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")
+    line, code = _library_block()
+    env = python_env()
+    env["KERAS_BACKEND"] = backend
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=900)
+    assert result.returncode == 0, f"README.md:{line} on {backend}:\n{result.stderr[-3000:]}"
+    assert result.stdout.splitlines()[-1] == "decode(encode(x)) == x: True", result.stdout
