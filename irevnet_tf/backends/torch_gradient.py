@@ -22,15 +22,24 @@ PyTorch specifics:
   runs it on the device's thread, which does not change anything here.
 """
 
+import contextlib
+
 import keras
 import torch
+
+# Private, but the only way to read a variable's own tensor inside a mixed-precision
+# layer's autocast scope, and to find the stateless scope (`model.stateless_call`).
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+from keras.src.backend.common.variables import AutocastScope
 
 from irevnet_tf.layers.fixed_point import checks_disabled
 
 
 def block_weights(block):
-    """The block's trainable weights as the torch Parameters that its ops read."""
-    return [variable.value for variable in block.trainable_weights]
+    """The block's trainable weights as the tensors that its ops read (not cast): the torch
+    Parameters, or the values a `keras.StatelessScope` gives them."""
+    with AutocastScope(None):
+        return [variable.value for variable in block.trainable_weights]
 
 
 class _Plan:
@@ -41,6 +50,8 @@ class _Plan:
         self.seeds = seeds
         self.float_dtype = float_dtype
         self.grid = blocks[0].grid
+        # The backward pass must read the weights the forward read.
+        self.stateless_scope = get_stateless_scope()
         self.weights = []  # every distinct Parameter, in order of first use
         self.slots = []    # per block: the indices of its weights in `self.weights`
         index_of = {}
@@ -75,7 +86,11 @@ class MemorySavingStack(torch.autograd.Function):
     def backward(ctx, grad_a, grad_b):
         plan = ctx.plan
         pair = tuple(ctx.saved_tensors)
-        with checks_disabled():  # As in the forward: non-finite values reach the loss.
+        # As in the forward: non-finite values reach the loss instead of raising.
+        scope = plan.stateless_scope
+        if scope is None or get_stateless_scope() is scope:
+            scope = contextlib.nullcontext()
+        with checks_disabled(), scope:
             pair_grads = tuple(
                 torch.zeros(t.shape, dtype=_torch_dtype(plan.float_dtype)) if g is None
                 else g for t, g in zip(pair, (grad_a, grad_b)))
