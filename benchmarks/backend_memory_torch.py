@@ -90,7 +90,7 @@ class _Saved:
 
 def model_for_depth(depth, reversible, image_size=16, dtype="float32", dropout_rate=0.0,
                     seed=5):
-    """The benchmark's IRevNet with `depth` blocks (half per stage), built."""
+    """The benchmark's IRevNet with `depth` blocks (half per stage)."""
     from irevnet_tf.model import IRevNet
 
     if depth < 2 or depth % 2:
@@ -98,7 +98,6 @@ def model_for_depth(depth, reversible, image_size=16, dtype="float32", dropout_r
     model = IRevNet(blocks=(depth // 2, depth // 2), strides=(1, 2), channels=(6, 24),
                     init_ds=2, input_shape=(image_size, image_size, 3), num_classes=5,
                     dropout_rate=dropout_rate, seed=seed, reversible=reversible, dtype=dtype)
-    model.build((None, image_size, image_size, 3))
     return model
 
 

@@ -199,8 +199,12 @@ def test_seed_count_must_match():
 
 # --- the real IRevNet -------------------------------------------------------------------
 
-# After an initial psi: a stride-1 block, then a stride-2 block.
-SMALL = dict(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
+# After an initial psi: a stride-1 block, then a stride-2 block. mult=2 (bottleneck widths 3
+# and 12): with mult=4 stage 1's width-1 convolutions hit a PyTorch bug in float64 (torch
+# 2.13 CPU: the backward of a channels-last conv2d whose kernel, a permuted HWIO view as
+# Keras passes it, has one output channel raises "slow_conv2d: grad_weight must be
+# contiguous", in plain autodiff too).
+SMALL = dict(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2, mult=2,
              input_shape=(16, 16, 3), num_classes=5)
 # Stage 1: a stride-1 injective block (3 image channels split 1 + 2, padded to 8 + 8),
 # a bijective stride-1 block; stage 2: a stride-2 block.
@@ -219,11 +223,9 @@ def build_pair(kind="small", dtype="float64", dropout_rate=0.2, randomize=True):
     config = CONFIGS[kind]
     kwargs = dict(config, dropout_rate=dropout_rate, seed=5, dtype=dtype)
     reversible = IRevNet(reversible=True, **kwargs)
-    reversible.build((None, *config["input_shape"]))
     if randomize:
         randomize_batch_norms(reversible, seed=1, shift_std=0.5)
     plain = IRevNet(reversible=False, **kwargs)
-    plain.build((None, *config["input_shape"]))
     plain.set_weights(reversible.get_weights())
     return reversible, plain
 
@@ -251,7 +253,8 @@ def names(model):
 
 
 @pytest.mark.parametrize("kind,dtype", [("small", "float64"), ("injective", "float64"),
-                                        ("small", "float32"), ("small", "mixed_bfloat16")])
+                                        ("small", "float32"), ("small", "mixed_bfloat16"),
+                                        ("injective", "mixed_bfloat16")])
 def test_gradients_equal_plain_autodiff(kind, dtype):
     reversible, plain = build_pair(kind, dtype)
     images, labels = batch(kind, "float64" if dtype == "float64" else "float32")
@@ -317,19 +320,22 @@ def test_the_stack_saves_only_its_output_pair():
 
 
 def test_activation_memory_is_flat_in_depth_for_reversible_and_grows_for_plain():
+    """Peak bytes saved for backward over one gradient, at 4 and 8 blocks (both with stride-1
+    blocks in each stage, so that the largest block is the same): flat for the reversible
+    gradient, which holds the stack's output pair and one block's graph at a time."""
     images = torch.randn(BATCH, 16, 16, 3)
     labels = torch.randint(0, 5, (BATCH,))
     peaks = {}
-    for depth in (2, 8):
+    for depth in (4, 8):
         reversible = model_for_depth(depth, True)
         plain = model_for_depth(depth, False)
         plain.set_weights(reversible.get_weights())
         peaks[depth] = (gradient_peak_bytes(reversible, images, labels)[0],
                         gradient_peak_bytes(plain, images, labels)[0])
-    (rev2, plain2), (rev8, plain8) = peaks[2], peaks[8]
-    assert rev8 == rev2, peaks
-    assert plain8 > 2.5 * plain2, peaks
-    assert plain8 > 2.5 * rev8, peaks
+    (rev4, plain4), (rev8, plain8) = peaks[4], peaks[8]
+    assert rev8 == rev4, peaks
+    assert plain8 > 1.6 * plain4, peaks
+    assert plain8 > 4 * rev8, peaks
 
 
 def test_fit_trains():
@@ -341,7 +347,6 @@ def test_fit_trains():
     rng = np.random.default_rng(0)
     images = rng.standard_normal((32, 16, 16, 3)).astype("float32")
     labels = rng.integers(0, 5, 32)
-    model.build((None, 16, 16, 3))
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(images, labels, batch_size=8, epochs=3, verbose=0, shuffle=False)
     losses = history.history["loss"]
