@@ -86,14 +86,14 @@ class MemorySavingStack(torch.autograd.Function):
     def backward(ctx, grad_a, grad_b):
         plan = ctx.plan
         pair = tuple(ctx.saved_tensors)
-        # As in the forward: non-finite values reach the loss instead of raising.
+        # An output the loss does not use has a zero gradient (materialised by autograd).
+        pair_grads = (grad_a, grad_b)
+        # The backward pass reads the weights the forward read: a caller's stateless scope.
         scope = plan.stateless_scope
         if scope is None or get_stateless_scope() is scope:
             scope = contextlib.nullcontext()
+        # As in the forward: non-finite values reach the loss instead of raising.
         with checks_disabled(), scope:
-            pair_grads = tuple(
-                torch.zeros(t.shape, dtype=_torch_dtype(plan.float_dtype)) if g is None
-                else g for t, g in zip(pair, (grad_a, grad_b)))
             weight_grads = [None] * len(plan.weights)
             want_weights = any(ctx.needs_input_grad[3:])
             for index in reversed(range(len(plan.blocks))):
@@ -109,10 +109,6 @@ class MemorySavingStack(torch.autograd.Function):
                                           else weight_grads[slot] + grad)
         del pair
         return (None, *pair_grads, *weight_grads)
-
-
-def _torch_dtype(dtype):
-    return getattr(torch, keras.backend.standardize_dtype(dtype))
 
 
 def block_backward(block, outputs, output_grads, seed=None, weights=()):

@@ -102,6 +102,21 @@ def test_toy_dropout_masks_matter_so_the_seed_test_can_fail():
     assert max(max_relative_errors(grads_rev, grads_plain, names).values()) > 1e-3
 
 
+def test_toy_loss_of_one_output_only():
+    """A loss that reads only one half of the output pair (the other half's gradient is
+    zero)."""
+    blocks = toy_blocks()
+    images = torch.randn(BATCH, 8, 8, 3, dtype=torch.float64, requires_grad=True)
+    stream = blocks[0].grid.quantize_straight_through(images)
+    pair = (stream[..., :1], stream[..., 1:])
+    _, y1 = torch_gradient.run_memory_saving(blocks, pair, [1, 2, 3])
+    actual = torch.autograd.grad((y1 * y1.cos()).sum(), [images])
+    for block, seed in zip(blocks, [1, 2, 3]):
+        pair = block(pair, training=True, dropout_seed=seed)
+    expected = torch.autograd.grad((pair[1] * pair[1].cos()).sum(), [images])
+    assert_gradients_close(actual, expected, ["images"], FLOAT64_TOLERANCE)
+
+
 def test_toy_saves_only_the_output_pair_and_updates_statistics_once():
     blocks = toy_blocks(dropout_rate=0.0)
     images = torch.randn(BATCH, 8, 8, 3, dtype=torch.float64, requires_grad=True)
