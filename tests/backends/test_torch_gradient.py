@@ -21,6 +21,8 @@ import torch  # noqa: E402
 from benchmarks.backend_memory_torch import (  # noqa: E402
     SavedTensorMeter, gradient_peak_bytes, model_for_depth)
 from irevnet_tf.backends import torch_gradient  # noqa: E402
+from irevnet_tf.model import IRevNet  # noqa: E402
+from tests.helpers import randomize_batch_norms  # noqa: E402
 from tests.backends.toy_block import ToyBlock  # noqa: E402
 
 BATCH = 4
@@ -232,9 +234,6 @@ TOLERANCES = {"float64": FLOAT64_TOLERANCE, "float32": FLOAT32_TOLERANCE,
 
 def build_pair(kind="small", dtype="float64", dropout_rate=0.2, randomize=True):
     """The same network twice, reversible and plain, with identical weights."""
-    from irevnet_tf.model import IRevNet
-    from tests.helpers import randomize_batch_norms
-
     config = CONFIGS[kind]
     kwargs = dict(config, dropout_rate=dropout_rate, seed=5, dtype=dtype)
     reversible = IRevNet(reversible=True, **kwargs)
@@ -354,8 +353,6 @@ def test_activation_memory_is_flat_in_depth_for_reversible_and_grows_for_plain()
 
 
 def test_fit_trains():
-    from irevnet_tf.model import IRevNet
-
     model = IRevNet(reversible=True, dropout_rate=0.1, seed=5, **SMALL)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
