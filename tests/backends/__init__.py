@@ -1,0 +1,1 @@
+"""Tests across Keras backends: each runs TensorFlow, JAX and PyTorch in child processes."""
