@@ -54,7 +54,15 @@ def write(directory, backend):
     save_outputs(model, os.path.join(directory, backend))
 
 
+def compiled_here():
+    """A model compiled on this backend with Keras' defaults: its resolved `jit_compile`."""
+    model = IRevNet(**SMALL)
+    model.compile(optimizer="sgd", loss="mse")
+    return model.jit_compile
+
+
 def read(directory, backend):
+    jit_compile_here = compiled_here()
     for path in sorted(glob.glob(os.path.join(directory, "*.keras"))):
         writer = os.path.basename(path)[:-len(".keras")]
         model, run_config = model_files.restore_model(path)
@@ -62,6 +70,8 @@ def read(directory, backend):
         save_outputs(model, stem)
         with open(stem + ".json", "w", encoding="utf-8") as handle:
             json.dump({"class": type(model).__name__, "recorded": machine.recorded(path),
+                       "jit_compile": model.jit_compile, "jit_compile_here": jit_compile_here,
+                       "optimizer": type(model.optimizer).__name__,
                        "mean": list(run_config.mean), "differences":
                        machine.differences(machine.recorded(path))}, handle)
 
