@@ -1,4 +1,4 @@
-"""Does a Phi encoded on one Keras backend decode exactly on another? Counts the grid points that move.
+"""Does a Phi encoded on one Keras backend decode exactly on another? Counts what moves.
 
     python -m benchmarks.cross_backend_phi                      # irevnet_small, irevnet_cifar
     python -m benchmarks.cross_backend_phi --configs=irevnet_tiny --batch_size=2 \

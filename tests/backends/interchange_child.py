@@ -5,10 +5,11 @@
 writes DIR/<backend>.keras (after one training step), prints "written", waits for a line on
 standard input (the parent sends one when every backend has written), then loads every
 DIR/*.keras, and prints "read". One process per backend does both, so each pays for its
-imports once. `write` leaves the model's weights (`<backend>.weights.npz`, in `model.weights` order) and
-its logits on fixed images (`<backend>.logits.npy`) beside the file; `read` loads each
-`.keras` file through `model_files.restore_model` and leaves
-`<writer>.read_by_<backend>.weights.npz` / `.logits.npy` and the machine record it found.
+imports once. `write` leaves the model's weights (`<backend>.weights.npz`, in
+`model.weights` order) and its logits on fixed images (`<backend>.logits.npy`) beside the
+file; `read` loads each `.keras` file through `model_files.restore_model` and leaves
+`<writer>.read_by_<backend>.weights.npz` / `.logits.npy`, what it found (machine record,
+compile settings) as `.json`, and what `restore_model` says of a model directory here.
 """
 
 import glob
@@ -61,8 +62,20 @@ def compiled_here():
     return model.jit_compile
 
 
+def model_directory_error(directory):
+    """What `restore_model` says about a model directory (TensorFlow checkpoints) here."""
+    try:
+        model_files.restore_model(directory)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def read(directory, backend):
     jit_compile_here = compiled_here()
+    with open(os.path.join(directory, f"model_dir.{backend}.txt"), "w",
+              encoding="utf-8") as handle:
+        handle.write(str(model_directory_error(directory)))
     for path in sorted(glob.glob(os.path.join(directory, "*.keras"))):
         writer = os.path.basename(path)[:-len(".keras")]
         model, run_config = model_files.restore_model(path)

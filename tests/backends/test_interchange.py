@@ -97,3 +97,15 @@ def test_keras_file_records_the_backend_that_wrote_it(exchanged, writer):
         assert found["mean"] == [120.0, 115.0, 100.0]  # The sidecar's normalisation.
         backend_named = [d for d in found["differences"] if d.startswith("keras_backend")]
         assert bool(backend_named) == (writer != reader)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reader", BACKENDS)
+def test_model_directories_are_tensorflows(exchanged, reader):
+    with open(exchanged / f"model_dir.{reader}.txt", encoding="utf-8") as handle:
+        message = handle.read()
+    if reader == "tensorflow":  # The directory holds no run_config.json.
+        assert "holds no run_config.json" in message
+    else:
+        assert "restore under KERAS_BACKEND=tensorflow only" in message
+        assert f"this process runs {reader}" in message
