@@ -18,6 +18,14 @@ An export records it in `assets.extra/irevnet_tf_export.json` ("written_on"), a 
 file as the member `irevnet_tf_machine.json` of its zip archive (Keras ignores it). Both
 describe the machine that wrote the file; a caller who keeps Phis from another machine
 records `describe()` there and compares the two.
+
+Keras backends: the record names the backend that ran F (`keras_backend`: "tensorflow",
+"jax" or "torch") and its version (`backend_version`: TensorFlow's, jaxlib's or PyTorch's),
+since each backend has kernels of its own (XLA's CPU compiler under JAX, ATen/oneDNN under
+PyTorch). A record without `keras_backend` was written by TensorFlow (before the record
+named the backend). On TensorFlow, `tensorflow` and `onednn` choose the kernels; on JAX and
+PyTorch they are recorded for people but choose nothing. A Phi decodes exactly only on the
+backend, and with the kernels, that encoded it (docs/backends.md measures what moves).
 """
 
 import json
@@ -32,8 +40,11 @@ EXPORT_KEY = "written_on"
 KERNEL_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
                     "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
                     "amx_int8", "asimd", "sve")
-# The entries that choose kernels; `cpu` (the model name) is for people.
-KERNEL_KEYS = ("tensorflow", "onednn", "machine", "cpu_flags")
+# The entries that choose kernels; `cpu` (the model name) is for people. The TensorFlow
+# entries choose them only where TensorFlow runs F (`keras_backend` "tensorflow").
+KERNEL_KEYS = ("keras_backend", "backend_version", "tensorflow", "onednn", "machine",
+               "cpu_flags")
+TENSORFLOW_KEYS = ("tensorflow", "onednn")
 
 
 def _cpu():
@@ -66,24 +77,59 @@ def onednn_enabled():
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
+def _backend():
+    """`(Keras backend name, the version of the library that runs its kernels)`."""
+    import keras
+
+    name = keras.backend.backend()
+    if name == "jax":
+        import jaxlib
+
+        return name, f"jaxlib {jaxlib.__version__}"
+    if name == "torch":
+        import torch
+
+        return name, f"torch {torch.__version__}"
+    import tensorflow as tf
+
+    return name, f"tensorflow {tf.__version__}"
+
+
 def describe():
     """This process's kernel-choosing settings, as a JSON-able dict."""
     import tensorflow as tf
 
     cpu, flags = _cpu()
-    return {"tensorflow": tf.__version__, "onednn": onednn_enabled(),
+    backend, version = _backend()
+    return {"keras_backend": backend, "backend_version": version,
+            "tensorflow": tf.__version__, "onednn": onednn_enabled(),
             "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
             "machine": platform.machine(), "system": platform.system(), "cpu": cpu,
             "cpu_flags": flags}
 
 
+def _completed(record):
+    """`record` with the backend entries of a record that predates them (TensorFlow's)."""
+    record = dict(record)
+    if record.get("keras_backend") is None:
+        record["keras_backend"] = "tensorflow"
+        record.setdefault("backend_version", f"tensorflow {record.get('tensorflow')}")
+    return record
+
+
 def differences(recorded, current=None):
     """What differs between `recorded` and `current` (default: this process) among the
     settings that choose F's kernels: `["onednn: True where recorded, False here", ...]`.
-    Empty: decode here runs F's kernels as the recorded machine did."""
-    current = describe() if current is None else current
+    Empty: decode here runs F's kernels as the recorded machine did. Another Keras backend
+    is named as such (`keras_backend: 'jax' where recorded, 'tensorflow' here`), without
+    TensorFlow's settings, which chose nothing on the other side."""
+    recorded = _completed(recorded)
+    current = _completed(describe() if current is None else current)
     found = []
+    both_tensorflow = recorded["keras_backend"] == current["keras_backend"] == "tensorflow"
     for key in KERNEL_KEYS:
+        if key in TENSORFLOW_KEYS and not both_tensorflow:
+            continue  # TensorFlow's settings choose F's kernels only where it ran F.
         if recorded.get(key) != current.get(key):
             if key == "cpu_flags":
                 gained = sorted(set(current.get(key) or ()) - set(recorded.get(key) or ()))

@@ -544,3 +544,30 @@ class IRevNet(keras.Model):
         config = dict(config)
         config.pop("trainable", None)
         return cls(**config)
+
+    # --- compiling, across Keras backends ------------------------------------------------
+    # Keras resolves `jit_compile="auto"` when compiling (XLA on JAX, eager on PyTorch and
+    # on TensorFlow CPUs) and saves the resolved value, so a `.keras` file from JAX would
+    # make PyTorch run `torch.compile` (not supported here: every coupling's range check is
+    # a graph break, every block a recompilation) and a file from TensorFlow would make JAX
+    # train without `jax.jit`. The model saves what was asked for instead, and "auto"
+    # resolves on the backend that loads the file.
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        self._requested_jit_compile = jit_compile
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and getattr(self, "_requested_jit_compile", None) is not None:
+            config = {**config, "jit_compile": self._requested_jit_compile}
+        return config
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        if backends.name() == "torch" and config.get("jit_compile") is True:
+            # A file written before the request was saved: True was another backend's.
+            config["jit_compile"] = "auto"
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # As Keras does: its variables.

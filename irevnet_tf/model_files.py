@@ -16,6 +16,13 @@ A `.keras` file is the whole model: the model takes pixels and carries its norma
 else. It can stand in for a model directory; its RunConfig, which records where the model
 came from (data, recipe, flags), lives beside it as `<file>.run_config.json` (written by
 the trainer and by export/convert_release.py) and is optional.
+
+Keras backends: `.keras` files are the interchange format. `save_keras_model` and
+`restore_model(<file>.keras)` work on TensorFlow, JAX and PyTorch, and a file written on one
+loads on the others with bit-equal weights (tests/backends/test_interchange.py); the
+file's machine record names the backend that wrote it (`irevnet_tf.machine`). A model
+directory holds `tf.train.Checkpoint`s of the TensorFlow trainer and restores under
+`KERAS_BACKEND=tensorflow` only; its model.keras loads anywhere.
 """
 
 import dataclasses
@@ -354,7 +361,8 @@ def restore_model(model_path):
     reads is restored (a newer unreadable one is named in a warning). Raises a ValueError
     that names the path when there is no run configuration, one without a required
     field, no readable checkpoint, or a checkpoint whose variables do not fit the
-    recorded configuration.
+    recorded configuration. `.keras` files load on every Keras backend; a model
+    directory's checkpoints under TensorFlow only (a ValueError says so elsewhere).
     """
     if str(model_path).endswith(".keras"):
         import keras  # Deferred: only this branch needs it.
@@ -374,6 +382,7 @@ def restore_model(model_path):
                 image_size=model.image_shape[0], num_classes=model.num_classes,
                 mean=model.pixel_mean, std=model.pixel_std)
         return model, run_config
+    _require_tensorflow_for_checkpoints(model_path)
     path = run_config_path(model_path)
     if not tf.io.gfile.exists(path):
         raise ValueError(f"model_dir {model_path!r} holds no {RUN_CONFIG_FILE}: is it a "
@@ -386,6 +395,22 @@ def restore_model(model_path):
     model = run_config.build_model()
     restore_weights(model, latest)
     return model, run_config
+
+
+def _require_tensorflow_for_checkpoints(model_path):
+    """Training checkpoints are TensorFlow's (`tf.train.Checkpoint` tracks TensorFlow
+    variables): on another Keras backend, say how to get a file that loads there."""
+    import keras  # Deferred, as above.
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        final = os.path.join(str(model_path), "model.keras")
+        raise ValueError(
+            f"model_dir {model_path!r}: training checkpoints restore under "
+            f"KERAS_BACKEND=tensorflow only (this process runs {backend}). Load "
+            f"{final} (written at the end of training), or restore the directory under "
+            "TensorFlow and save it with model_files.save_keras_model: .keras files load "
+            "on every backend.")
 
 
 def _model_with_recorded_normalisation(model, run_config, model_path):

@@ -69,3 +69,35 @@ def test_keras_file_and_export_record_the_machine(tiny, tmp_path):
         assert json.load(handle)[machine.EXPORT_KEY] == machine.describe()
     assert machine.differences(machine.recorded(version_dir)) == []
     assert machine.recorded(str(tmp_path / "nothing")) is None
+
+
+def test_record_names_the_keras_backend():
+    import keras
+    import tensorflow as tf
+
+    here = machine.describe()
+    assert here["keras_backend"] == keras.backend.backend()
+    if here["keras_backend"] == "tensorflow":
+        assert here["backend_version"] == f"tensorflow {tf.__version__}"
+
+
+def test_a_record_from_before_backends_were_recorded_is_tensorflows():
+    here = machine.describe()
+    old = {key: value for key, value in here.items()
+           if key not in ("keras_backend", "backend_version")}
+    assert (machine.differences(old) == []) == (here["keras_backend"] == "tensorflow")
+
+
+def test_another_backend_is_named_without_tensorflows_settings():
+    here = machine.describe()
+    jax_record = dict(here, keras_backend="jax", backend_version="jaxlib 0.0",
+                      onednn=not here["onednn"])
+    torch_record = dict(jax_record, keras_backend="torch", backend_version="torch 0.0")
+    found = machine.differences(jax_record, current=dict(here, keras_backend="tensorflow"))
+    assert found[0] == "keras_backend: 'jax' where recorded, 'tensorflow' here"
+    assert not any(item.startswith("onednn") for item in found)
+    # Between two non-TensorFlow records, TensorFlow's oneDNN setting chooses nothing.
+    assert machine.differences(jax_record, current=dict(jax_record, onednn=here["onednn"])) == []
+    assert machine.differences(jax_record, current=torch_record) == [
+        "keras_backend: 'jax' where recorded, 'torch' here",
+        "backend_version: 'jaxlib 0.0' where recorded, 'torch 0.0' here"]
