@@ -37,7 +37,7 @@ STEP = textwrap.dedent("""
             keras.distribution.DataParallel(devices=keras.distribution.list_devices("cpu")))
     keras.utils.set_random_seed(0)
     model = IRevNet(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
-                    input_shape=(16, 16, 3), num_classes=10, reversible=False)
+                    input_shape=(16, 16, 3), num_classes=10)
     if mode == "parallel":
         with np.load(directory + "/before.npz") as saved:
             model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
