@@ -19,20 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from irevnet_tf.benchmarking import round_trip, train_step
+from irevnet_tf.benchmarking.trained_like import randomize_batch_norms  # noqa: F401
 from irevnet_tf.model import IRevNet
-
-
-def randomize_batch_norms(model, seed=1, shift_std=0.1):
-    """Random batch-norm gamma and moving variance in [0.5, 1.5], and beta and moving mean
-    ~ N(0, shift_std^2), like a trained model's."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        name = variable.path.rsplit("/", 1)[-1]
-        shape = tuple(variable.shape)
-        if name in ("gamma", "moving_variance"):
-            variable.assign(rng.uniform(0.5, 1.5, shape).astype(variable.dtype))
-        elif name in ("beta", "moving_mean"):
-            variable.assign(rng.normal(0.0, shift_std, shape).astype(variable.dtype))
 
 
 def loss_gradients(model, images, labels):
