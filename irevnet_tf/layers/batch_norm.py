@@ -102,8 +102,11 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _generic(self, inputs, batch_statistics, update_statistics, input_scale):
         """The element-wise formulation, for float64 (which the fused kernel lacks)."""
         # Grid points (ints) are normalised in the layer's dtype, at least float32.
-        source = self.compute_dtype if is_integer(inputs) else inputs.dtype
-        compute_dtype = keras.backend.result_type(source, "float32")
+        source = keras.backend.standardize_dtype(
+            self.compute_dtype if is_integer(inputs) else inputs.dtype)
+        # Not keras.backend.result_type(source, "float32"): on JAX and PyTorch it is float32
+        # for float64 too, which normalised float64 inputs in float32 there.
+        compute_dtype = "float64" if source == "float64" else "float32"
         inputs = ops.cast(inputs, compute_dtype)
         if input_scale is not None:
             inputs = inputs * ops.cast(input_scale, compute_dtype)
