@@ -15,6 +15,11 @@ tests/layers/test_layer_base.py runs each check on every description.
 
 References are computed from the layer's weights by tests/reference.py (numpy, float64),
 never from the layer's own code path; tolerances are relative to the largest reference value.
+
+Backend-neutral: tensors are made with `keras.ops.convert_to_tensor` and read back with
+`tests.helpers.to_numpy`, so the same checks run on TensorFlow, JAX and PyTorch
+(tests/conftest.py). JAX computes in float64 only with `jax_enable_x64`; without it the
+float64 policy computes in float32, so that case is skipped there (`float64_unavailable`).
 """
 
 import dataclasses
@@ -22,7 +27,9 @@ from typing import Callable, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
+import pytest
+
+from tests.helpers import to_numpy
 
 POLICIES = ("float32", "mixed_bfloat16", "float64")
 # max |layer - reference| / max(1, max |reference|), by policy: float64 is the reference's
@@ -74,17 +81,32 @@ def _map(function, value):
 def to_layer(spec, layer, inputs):
     if spec.to_layer is not None:
         return spec.to_layer(layer, inputs)
-    return _map(lambda v: tf.constant(v, layer.compute_dtype), inputs)
+    return _map(lambda v: keras.ops.convert_to_tensor(v, layer.compute_dtype), inputs)
 
 
 def from_layer(spec, layer, outputs):
     if spec.from_layer is not None:
         return spec.from_layer(layer, outputs)
-    return _map(lambda v: np.asarray(tf.cast(v, tf.float64)), outputs)
+    return _map(to_numpy, outputs)
+
+
+def _numpy(value):
+    return value if isinstance(value, np.ndarray) else to_numpy(keras.ops.convert_to_tensor(
+        value))
+
+
+def float64_unavailable():
+    """Why the float64 policy cannot compute in float64 on this backend, or None."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "JAX computes float64 as float32 unless jax_enable_x64 is set"
+    return None
 
 
 def assert_close(actual, expected, tolerance, what):
-    actual, expected = _map(np.asarray, actual), _map(np.asarray, expected)
+    actual, expected = _map(_numpy, actual), _map(_numpy, expected)
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected), what
         for index, (a, e) in enumerate(zip(actual, expected)):
@@ -97,7 +119,7 @@ def assert_close(actual, expected, tolerance, what):
 
 
 def assert_equal(actual, expected, what):
-    actual, expected = _map(np.asarray, actual), _map(np.asarray, expected)
+    actual, expected = _map(_numpy, actual), _map(_numpy, expected)
     if isinstance(expected, tuple):
         for index, (a, e) in enumerate(zip(actual, expected)):
             np.testing.assert_array_equal(a, e, err_msg=f"{what}[{index}]")
@@ -136,7 +158,7 @@ def run_model_saving_test(spec, directory):
     outputs = call(layer, list(symbolic) if isinstance(symbolic, tuple) else symbolic)
     model = keras.Model(list(symbolic) if isinstance(symbolic, tuple) else symbolic,
                         list(outputs) if isinstance(outputs, tuple) else outputs)
-    values = _map(lambda v: tf.constant(v, spec.keras_input_dtype), sample)
+    values = _map(lambda v: keras.ops.convert_to_tensor(v, spec.keras_input_dtype), sample)
     feed = list(values) if isinstance(values, tuple) else values
     expected = model(feed)
     path = str(directory / f"{spec.name}.keras")
@@ -148,6 +170,8 @@ def run_model_saving_test(spec, directory):
 
 
 def run_precision_test(spec, policy):
+    if policy == "float64" and float64_unavailable():
+        pytest.skip(float64_unavailable())
     layer = spec.make(policy)
     tolerance = TOLERANCE[policy]
     inputs = spec.inputs(1)

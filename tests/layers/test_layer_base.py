@@ -1,6 +1,8 @@
 """Every Keras layer of irevnet_tf.layers passes the shared layer checks (tests/helpers/
 layer_test.py): serialisation, `.keras` saving, and forward and inverse against numpy float64
-in float32, mixed_bfloat16 and float64. Each layer's own file tests its specifics."""
+in float32, mixed_bfloat16 and float64. Each layer's own file tests its specifics.
+
+Backend-independent (tests/conftest.py): runs on TensorFlow, JAX and PyTorch."""
 
 import importlib
 import inspect
@@ -9,7 +11,6 @@ import pkgutil
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import irevnet_tf.layers
 from irevnet_tf.layers import BatchNorm, Bottleneck, InjectivePad, IRevBlock, Psi
@@ -28,7 +29,7 @@ def _image(channels, size=8):
 
 
 def _batch_norm(layer):
-    return tuple(np.asarray(v, np.float64) for v in (
+    return tuple(helpers.to_numpy(v) for v in (
         layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance))
 
 
@@ -71,9 +72,12 @@ def _block_spec(name, halves, out_channels, stride, first):
         name=name, make=make,
         inputs=lambda seed: tuple(_values((2, 8, 8, c), seed + c) for c in halves),
         reference=forward, inverse_reference=inverse,
-        to_layer=lambda block, pair: tuple(block.grid.quantize(tf.constant(v)) for v in pair),
+        to_layer=lambda block, pair: tuple(
+            block.grid.quantize(keras.ops.convert_to_tensor(v)) for v in pair),
+        # Grid points to reals in numpy (n * 2**-k in float64), not by the grid's own code.
         from_layer=lambda block, pair: tuple(
-            block.grid.dequantize(t, tf.float64).numpy() for t in pair))
+            helpers.to_numpy(t).astype(np.float64) * 2.0 ** -block.grid.fraction_bits
+            for t in pair))
 
 
 MEAN, STD = (1.5, -2.0, 0.25), (3.0, 0.5, 7.0)
