@@ -96,6 +96,19 @@ def _stream_op(method):
     return scoped
 
 
+# Significand bits after the leading one, by the float dtypes the stream rounds in.
+_SIGNIFICAND_BITS = {"float64": 52, "float32": 23, "float16": 10, "bfloat16": 7}
+
+
+def _saturation_bound(dtype):
+    """The largest integer below STREAM_LIMIT that `dtype` holds, the unchecked cast's clip:
+    2**30 - 1 rounds up to 2**30 in float32 (2**30 - 64 is the largest below) and bfloat16,
+    and a stream value of 2**30 would wrap int32 in a sum of two. (float16 cannot reach the
+    bound: its largest finite value is 65504.)"""
+    bits = _SIGNIFICAND_BITS.get(keras.backend.standardize_dtype(dtype), 52)
+    return STREAM_LIMIT - max(1, 2 ** (29 - bits))
+
+
 class FixedPoint:
     """The stream's fixed-point format with `fraction_bits` bits after the binary point.
 
@@ -152,7 +165,7 @@ class FixedPoint:
             else:
                 rounded = self._check(rounded, owner, what)
             return ops.cast(rounded, "int32")
-        bound = STREAM_LIMIT - 1
+        bound = _saturation_bound(rounded.dtype)
         # Unchecked (XLA, jax.jit, training): a saturating cast, so that no finite value
         # wraps around int32. A NaN stays NaN through the clip and casts to one fixed
         # integer per platform (-2**31 on x86, 0 on ARM, GPUs and XLA): the training forward
