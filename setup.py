@@ -1,4 +1,5 @@
-"""Installs irevnet_tf: `pip install -e .` (add `.[test]` for the test suite)."""
+"""Installs irevnet_tf: `pip install -e .` (add `.[test]` for the test suite, `.[jax]` or
+`.[torch]` to run Keras on JAX or PyTorch)."""
 
 from setuptools import find_packages, setup
 
@@ -24,8 +25,17 @@ setup(
         "plots": [],  # Kept so that `pip install irevnet_tf[plots]` still works.
         "serving": ["tensorflow-serving-api"],
         "tensorboard": ["tensorboard"],
-        # scikit-learn is only an independent reference in the analysis tests.
+        # scikit-learn is only an independent reference in the analysis tests. TensorFlow
+        # only: the JAX and PyTorch runs of the backend-independent tests add `.[jax]` or
+        # `.[torch]` (tests/conftest.py, .ci/run).
         "test": ["pytest", "pytest-timeout", "matplotlib", "pillow", "tensorflow-serving-api",
                  "scikit-learn"],
+        # Keras on JAX (KERAS_BACKEND=jax): the CPU build (jaxlib's default wheels).
+        "jax": ["jax", "jaxlib"],
+        # Keras on PyTorch (KERAS_BACKEND=torch). Pinned to the release whose CPU-only wheel
+        # (2.13.0+cpu) the package index of the project's machines serves: an unpinned
+        # `torch` resolves to the newest default wheel, the CUDA build with several GB of
+        # CUDA libraries that CPU machines never use.
+        "torch": ["torch==2.13.0"],
     },
 )
