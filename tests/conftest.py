@@ -15,7 +15,8 @@ reference of tests/reference.py), never TensorFlow, so they import and run on an
 On JAX and PyTorch nothing else is collected (`pytest_ignore_collect`): the other modules
 test TensorFlow's own paths (SavedModel, tf.data, TensorFlow Serving, `tf.distribute`,
 the trainer) and import TensorFlow at module level, which a JAX or PyTorch process must not
-need. The few checks inside a backend-independent module that need TensorFlow's own API
+need, or (the rest of tests/backends) run every backend in child processes from the
+TensorFlow run. The few checks inside a backend-independent module that need TensorFlow's own API
 (e.g. `tf.function`, `tf.GradientTape`) carry `tests.helpers.tensorflow_only`, a `skipif`
 on the backend, and import TensorFlow inside the test.
 
@@ -44,7 +45,11 @@ BACKEND = keras.backend.backend()
 
 # Modules (or directories) of tests that run on every Keras backend, relative to tests/.
 BACKEND_INDEPENDENT = (
-    "backends",
+    "backends/test_round_trips.py",
+    "backends/test_fit.py",
+    # Backend-specific, skipped (at module level) on the other backends' runs.
+    "backends/test_jax_gradient.py",
+    "backends/test_torch_gradient.py",
     "layers/test_layer_base.py",
     "layers/test_psi.py",
     "layers/test_injective_pad.py",
