@@ -131,21 +131,11 @@ def test_model_uses_the_jax_reversible_gradient(monkeypatch):
     assert calls == [block.name for block in reversed(reversible.stack)]
 
 
-# BatchNorm's element-wise path picks its dtype with `keras.backend.result_type(dtype,
-# "float32")`, which Keras turns into float32 for float64 (it maps every 64-bit result to 32
-# bits), so a float64 model's batch norms compute in float32. Eagerly both gradients run the
-# same float32 ops and still agree to 1e-15; under jax.jit XLA fuses the two programs
-# differently and float32 rounding shows (about 4e-6 of a gradient). With the batch norms in
-# float64 both modes agree to 1e-15.
-BATCH_NORM_IN_FLOAT32 = keras.backend.result_type("float64", "float32") == "float32"
-
-
-@pytest.mark.parametrize("mode", [
-    "eager",
-    pytest.param("jit", marks=pytest.mark.xfail(
-        BATCH_NORM_IN_FLOAT32, strict=False,
-        reason="float64 models' batch norms compute in float32 (keras result_type)")),
-])
+# Eagerly and under jax.jit alike: BatchNorm's element-wise path normalises float64 inputs in
+# float64 (it took `keras.backend.result_type(dtype, "float32")` before, which is float32 for
+# float64 on JAX, and under jit XLA's fusions then showed float32 rounding, 4e-6 of a
+# gradient).
+@pytest.mark.parametrize("mode", ["eager", "jit"])
 @pytest.mark.parametrize("kind", ["bijective", "injective"])
 def test_float64_gradients_equal_plain_autodiff(kind, mode, float64):
     reversible, plain = build_pair(kind, dtype="float64")
