@@ -7,7 +7,6 @@ fresh Python process, in an empty directory, with this checkout on PYTHONPATH; t
 full-size models, so running them is a slow test (`pytest -m slow`); compiling them is not.
 """
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -15,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.helpers.processes import ROOT, python_env
+from tests.helpers.processes import ROOT, python_env, require_backends
 
 README = os.path.join(ROOT, "README.md")
 
@@ -98,8 +97,7 @@ def _library_block():
 def test_library_block_prints_the_same_exactness_on_every_backend(backend, tmp_path):
     """The issue's promise: `KERAS_BACKEND=jax` (or torch) runs README's library snippet
     unchanged and prints the same exactness result as TensorFlow."""
-    if backend != "tensorflow" and importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed (pip install -e '.[{backend}]')")
+    require_backends(backend)
     line, code = _library_block()
     env = python_env()
     env["KERAS_BACKEND"] = backend

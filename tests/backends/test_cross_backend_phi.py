@@ -14,13 +14,14 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers.processes import ROOT, python_env
+from tests.helpers.processes import ROOT, python_env, require_backends
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @pytest.mark.slow
 def test_cross_backend_phi_on_a_tiny_model(tmp_path):
+    require_backends(*BACKENDS)
     out_dir, json_path = tmp_path / "files", tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.cross_backend_phi", "--configs=irevnet_tiny",

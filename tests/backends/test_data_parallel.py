@@ -21,7 +21,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.helpers.processes import python_env
+from tests.helpers.processes import python_env, require_backends
 
 STEP = textwrap.dedent("""
     import sys
@@ -62,6 +62,7 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_data_parallel_step_equals_the_single_device_step(tmp_path):
+    require_backends("jax")
     env = python_env(KERAS_BACKEND="jax",
                      XLA_FLAGS="--xla_force_host_platform_device_count=2")
     for mode in ("single", "parallel"):

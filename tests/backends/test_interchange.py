@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers.processes import ROOT, python_env
+from tests.helpers.processes import ROOT, python_env, require_backends
 
 BACKENDS = ("tensorflow", "jax", "torch")
 CHILD = os.path.join(ROOT, "tests", "backends", "interchange_child.py")
@@ -31,6 +31,7 @@ def _failure(backend, directory, step):
 
 @pytest.fixture(scope="module")
 def exchanged(tmp_path_factory):
+    require_backends(*BACKENDS)
     directory = tmp_path_factory.mktemp("interchange")
     children = {}
     try:

@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.helpers.processes import ROOT, python_env
+from tests.helpers.processes import ROOT, python_env, require_backends
 
 TRAIN_ON_JAX = textwrap.dedent("""
     import sys
@@ -49,6 +49,7 @@ TRAIN_ON_JAX = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_model_trained_on_jax_exports_exactly(tmp_path):
+    require_backends("jax")
     import tensorflow as tf
 
     from irevnet_tf import machine

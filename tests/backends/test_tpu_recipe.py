@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.helpers.processes import ROOT, python_env
+from tests.helpers.processes import ROOT, python_env, require_backends
 
 DOC = os.path.join(ROOT, "docs", "backends.md")
 
@@ -28,6 +28,7 @@ def recipe():
 
 @pytest.mark.slow
 def test_tpu_recipe_runs_on_two_cpu_devices(tmp_path):
+    require_backends("jax")
     import keras
 
     result = subprocess.run(

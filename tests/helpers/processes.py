@@ -5,8 +5,11 @@ TensorFlow quiet and on the CPU, and not inherit a multi-worker TF_CONFIG from t
 environment; every test that starts one takes its environment from `python_env`.
 """
 
+import importlib.util
 import os
 import socket
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,6 +29,22 @@ def python_env(pythonpath=None, **extra):
         else:
             env[name] = str(value)
     return env
+
+
+def require_backends(*backends):
+    """Skips the calling test unless every Keras backend named is installed (TensorFlow
+    always is): on a fresh `pip install -e ".[test]"` the cross-backend tests skip, naming
+    the extra to install. Under CI (`CI=true`, set by the CI runner; .ci/run installs
+    `.[test,jax,torch]`) a missing backend fails instead, so that CI cannot pass by skipping."""
+    missing = [name for name in backends
+               if name != "tensorflow" and importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    message = (f"needs the Keras backend(s) {', '.join(missing)}: "
+               f"pip install -e '.[{','.join(missing)}]'")
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_ports(count):
