@@ -99,6 +99,8 @@ def main(argv):
         for backend in rotation:
             for result in _run_backend(backend):
                 lines.append({**result, "round": number})
+                # Progress on stderr: a long run's processes one by one, as they finish.
+                print(json.dumps(lines[-1]), file=sys.stderr, flush=True)
     reference = "tensorflow" if "tensorflow" in FLAGS.backends else FLAGS.backends[0]
     rows = backend_speed.summarize(lines, reference=reference)
     described = {**machine.describe(), "cpu_count": os.cpu_count(),
