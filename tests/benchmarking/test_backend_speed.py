@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from irevnet_tf.benchmarking import backend_speed
-from tests.helpers.processes import ROOT, python_env
+from tests.helpers.processes import ROOT, python_env, require_backends
 
 
 def _line(backend, round_number, encode, train=None, **extra):
@@ -58,8 +58,7 @@ def test_script_runs_every_backend_on_a_tiny_model(tmp_path):
 
     Slow: three fresh processes, each importing its backend and compiling four functions
     (JAX's training step alone takes 20 s to compile on the project's 2-core CPU)."""
-    pytest.importorskip("jax")
-    pytest.importorskip("torch")
+    require_backends("jax", "torch")
     output = tmp_path / "speed.json"
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.backend_speed", "--configs=irevnet_tiny",
