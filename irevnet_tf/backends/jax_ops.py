@@ -18,7 +18,7 @@ import keras
 from jax.experimental import checkify
 
 from irevnet_tf.backends.portable_ops import (ASSERTION_ERRORS, GRAPH_ASSERTIONS,  # noqa: F401
-                                              depth_to_space, fused_batch_norm, in_chunks,
+                                              dense, depth_to_space, fused_batch_norm, in_chunks,
                                               space_to_depth, with_static_channels)
 from irevnet_tf.backends import portable_ops
 

@@ -90,6 +90,11 @@ def fused_batch_norm(inputs, gamma, beta, mean=None, variance=None, epsilon=1e-5
     return outputs, tf.stop_gradient(batch_mean), tf.stop_gradient(batch_variance)
 
 
+def dense(tensor):
+    """`tensor`: TensorFlow's convolutions return dense NHWC tensors."""
+    return tensor
+
+
 def with_static_channels(tensor, channels):
     """`tensor` with a static channel count (Keras layers need it at trace time)."""
     if tensor.shape.rank == 4 and tensor.shape[-1] is None:

@@ -125,24 +125,32 @@ class Bottleneck(keras.layers.Layer):
             h = self.preact_bn(h, input_scale=input_scale, relu=True, **norm_args)
         if self.stride > 1:
             h = ops.pad(h, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        h = self.conv1(h)
+        h = self._convolve(self.conv1, h)
         h = self.bn1(h, relu=True, **norm_args)
-        h = self.conv2(h)
+        h = self._convolve(self.conv2, h)
         if training and self.dropout_rate > 0:
             if dropout_seed is None:
                 dropout_seed = self.seed_generator.next()
             h = backends.ops().stateless_dropout(h, self.dropout_rate, dropout_seed)
         if output_scale is None:
-            return self.conv3(self.bn2(h, relu=True, **norm_args))
+            return self._convolve(self.conv3, self.bn2(h, relu=True, **norm_args))
         if training or self.compute_dtype not in ("float32", "bfloat16"):
             # In the variable dtype (float32, or float64) after the convolution: float16
             # cannot hold F in grid units, and in training the memory-saving gradient
             # recomputes these very ops.
-            f = ops.cast(self.conv3(self.bn2(h, relu=True, **norm_args)), self.variable_dtype)
+            f = ops.cast(self._convolve(self.conv3, self.bn2(h, relu=True, **norm_args)),
+                         self.variable_dtype)
             return f * float(output_scale)
         # relu(s * x) = s * relu(x) for s > 0 and the convolution is linear, so scaling
         # bn2's gamma and beta by the power of two s gives s * F exactly, for free.
-        return self.conv3(self.bn2(h, relu=True, output_scale=output_scale, **norm_args))
+        return self._convolve(self.conv3,
+                              self.bn2(h, relu=True, output_scale=output_scale, **norm_args))
+
+    @staticmethod
+    def _convolve(conv, h):
+        """`conv(h)` in the backend's fastest layout for what follows (see
+        `irevnet_tf.backends.torch_ops.dense`)."""
+        return backends.ops().dense(conv(h))
 
     def _entry(self, inputs, training, input_scale):
         """F's input in the compute dtype, and the scale its first batch norm still owes."""
