@@ -3,22 +3,15 @@ epochs on random data give a finite loss and change the weights, with plain auto
 (`reversible=False`) and with the memory-saving gradient (`reversible=True`).
 
 The memory-saving gradient is one module per backend (`irevnet_tf.backends.<backend>_gradient`,
-dispatched to by `irevnet_tf.stack.run_memory_saving`). Where the active backend's module
-does not exist yet, the `reversible=True` case is an expected failure (`xfail`, not strict);
-once the module is there the case must pass like the others.
+dispatched to by `irevnet_tf.stack.run_memory_saving`).
 """
-
-import importlib.util
 
 import keras
 import numpy as np
 import pytest
 
 from irevnet_tf import IRevNet
-from tests.helpers import BACKEND, randomize_batch_norms, to_numpy
-
-GRADIENT_MODULE = f"irevnet_tf.backends.{BACKEND}_gradient"
-HAS_MEMORY_SAVING_GRADIENT = importlib.util.find_spec(GRADIENT_MODULE) is not None
+from tests.helpers import randomize_batch_norms, to_numpy
 
 # Injective (3 channels padded to 4 per half), one stride-2 stage, dropout on.
 SMALL = dict(blocks=(1, 1), strides=(1, 2), channels=(4, 16), init_ds=0, mult=2,
@@ -34,8 +27,7 @@ def _data(count=16):
 
 @pytest.mark.parametrize("reversible", [
     pytest.param(False, id="plain_autodiff"),
-    pytest.param(True, id="memory_saving", marks=[] if HAS_MEMORY_SAVING_GRADIENT else [
-        pytest.mark.xfail(reason=f"{GRADIENT_MODULE} does not exist yet", strict=False)]),
+    pytest.param(True, id="memory_saving"),
 ])
 def test_fit_trains(reversible):
     keras.utils.set_random_seed(2)
