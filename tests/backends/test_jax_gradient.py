@@ -349,3 +349,20 @@ def test_rebuilt_inputs_equal_the_forward_inputs_bit_for_bit(policy):
             assert a.dtype == jnp.int32
             np.testing.assert_array_equal(np.asarray(b), np.asarray(a),
                                           err_msg=f"input of block {index}")
+
+
+@pytest.mark.slow
+def test_activation_memory_is_flat_in_depth_for_reversible_and_grows_for_plain():
+    """XLA's own buffer assignment of the compiled gradient (what Keras' JAX train_step
+    differentiates): the reversible gradient's temporaries stay flat when every stage gets
+    three times the blocks, plain autodiff's grow with them."""
+    from benchmarks.backend_memory_jax import gradient_memory
+
+    temp = {(reversible, multiplier): gradient_memory(
+        "irevnet_tiny", 8, multiplier, reversible)["temp"]
+        for reversible in (True, False) for multiplier in (1, 3)}
+    reversible_growth = temp[True, 3] / temp[True, 1]
+    plain_growth = temp[False, 3] / temp[False, 1]
+    assert reversible_growth < 1.25, temp
+    assert plain_growth > 1.8, temp
+    assert temp[True, 3] < temp[False, 3] / 1.5, temp
