@@ -8,7 +8,6 @@ into the same `StreamRangeError` after the call; inside any other `jax.jit` (a u
 Keras' `train_step`) the casts saturate instead, as under XLA in TensorFlow.
 """
 
-import contextlib
 import threading
 import weakref
 
@@ -83,8 +82,3 @@ def compile_inference(model, method):
         return outputs
 
     return run
-
-
-@contextlib.contextmanager
-def inference_mode():
-    yield

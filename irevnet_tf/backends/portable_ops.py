@@ -4,7 +4,6 @@
 only it can do: compiling, random masks from a seed, raising from a check).
 """
 
-import keras
 from keras import ops
 
 # No checks inside compiled graphs unless the backend module says how.
@@ -62,8 +61,3 @@ def in_chunks(function, tensor, chunk, out_shape_fn, output_dtype):
     outputs = ops.map(function, chunks)
     outputs = ops.reshape(outputs, (-1, *outputs.shape[2:]))
     return outputs[:count]
-
-
-def keras_seed(seed):
-    """A [2] seed tensor in the dtype Keras' random ops take on this backend."""
-    return ops.cast(seed, keras.backend.random_seed_dtype())

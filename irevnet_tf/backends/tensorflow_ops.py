@@ -7,7 +7,6 @@ raise from a `tf.function`, a SavedModel and TF Serving alike) and `tf.function`
 model's inference paths.
 """
 
-import contextlib
 import weakref
 
 import tensorflow as tf
@@ -38,10 +37,6 @@ def can_check(values=None):
 def is_concrete(tensor):
     """Whether `tensor`'s values can be read now (eager execution)."""
     return tf.executing_eagerly() and not tf.is_symbolic_tensor(tensor)
-
-
-def executing_eagerly():
-    return tf.executing_eagerly()
 
 
 def checked(tensor, ok, message, values, error_type):
@@ -126,12 +121,6 @@ def in_chunks(function, tensor, chunk, out_shape_fn, output_dtype):
     shape = tf.shape(outputs)
     outputs = tf.reshape(outputs, tf.concat([[shape[0] * chunk], shape[2:]], 0))
     return outputs[:count]
-
-
-@contextlib.contextmanager
-def inference_mode():
-    """Nothing to switch off: TensorFlow records gradients only under a tape."""
-    yield
 
 
 # Imported with this module, not while a graph is traced (autograph would try to convert

@@ -6,7 +6,6 @@ inference runs under `torch.no_grad()`. Dropout masks come from a `torch.Generat
 seeded from the [2] seed, so the memory-saving gradient's recomputation draws the same mask.
 """
 
-import contextlib
 import weakref
 
 import torch
@@ -62,9 +61,3 @@ def compile_inference(model, method):
             return getattr(owner(), method)(tensor)
 
     return run
-
-
-@contextlib.contextmanager
-def inference_mode():
-    with torch.no_grad():
-        yield

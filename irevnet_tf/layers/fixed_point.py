@@ -80,9 +80,6 @@ def is_integer(tensor):
     return "int" in keras.backend.standardize_dtype(tensor.dtype)
 
 
-_is_integer = is_integer
-
-
 # The name scope of every op the stream's arithmetic adds to a graph, so that a profile can
 # tell them from F's (irevnet_tf.benchmarking.op_profile). Names cost nothing at run time.
 STREAM_SCOPE = "stream"
