@@ -25,11 +25,13 @@ setup(
         "plots": [],  # Kept so that `pip install irevnet_tf[plots]` still works.
         "serving": ["tensorflow-serving-api"],
         "tensorboard": ["tensorboard"],
-        # scikit-learn is only an independent reference in the analysis tests. TensorFlow
-        # only: the JAX and PyTorch runs of the backend-independent tests add `.[jax]` or
-        # `.[torch]` (tests/conftest.py, .ci/run).
-        "test": ["pytest", "pytest-timeout", "matplotlib", "pillow", "tensorflow-serving-api",
-                 "scikit-learn"],
+        # scikit-learn is only an independent reference in the analysis tests. pytest-xdist
+        # runs the tests on every core (pytest.ini): most tests keep one core busy (tracing,
+        # child processes starting), so two workers halve the run on a 2-core machine.
+        # TensorFlow only: the JAX and PyTorch runs of the backend-independent tests add
+        # `.[jax]` or `.[torch]` (tests/conftest.py, .ci/run).
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "pillow",
+                 "tensorflow-serving-api", "scikit-learn"],
         # Keras on JAX (KERAS_BACKEND=jax): the CPU build (jaxlib's default wheels).
         "jax": ["jax", "jaxlib"],
         # Keras on PyTorch (KERAS_BACKEND=torch). Pinned to the release whose CPU-only wheel

@@ -109,6 +109,21 @@ def pytest_report_header(config):
     return f"Keras backend: {BACKEND}"
 
 
+# Workers of `-n auto` (pytest.ini): one per core the process may use, at most 4. Each worker
+# holds a TensorFlow (or JAX, PyTorch) runtime of 1-3 GB and some tests start child
+# processes of their own; more workers than 4 would trade memory for little (the longest
+# test files then set the run's length).
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # Not on Linux.
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
 if BACKEND != "tensorflow":
     if "tensorflow" in sys.modules:
         raise RuntimeError(f"tests/conftest.py: TensorFlow was imported before the {BACKEND} "
