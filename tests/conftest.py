@@ -49,6 +49,7 @@ BACKEND_INDEPENDENT = (
     "backends/test_fit.py",
     # Backend-specific, skipped (at module level) on the other backends' runs.
     "backends/test_jax_gradient.py",
+    "backends/test_jax_gradient_eager.py",
     "backends/test_torch_gradient.py",
     "layers/test_layer_base.py",
     "layers/test_psi.py",

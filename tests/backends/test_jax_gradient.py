@@ -8,7 +8,9 @@ The reference is the same network built with `reversible=False` (ordinary JAX au
 through every block), with the same weights and the same dropout seed, differentiated the
 way Keras' JAX trainer does it: `model.stateless_call` under `jax.value_and_grad`. On the
 integer stream the rebuilt pairs are the forward's bit for bit, so the gradients agree up to
-the order of float sums, in float64, float32 and mixed_bfloat16.
+the order of float sums, in float64, float32 and mixed_bfloat16. Here under `jax.jit`, as
+`model.fit` runs it; test_jax_gradient_eager.py checks it op by op (the networks and
+gradient functions of both: jax_gradient_cases.py).
 """
 
 import keras
@@ -27,93 +29,8 @@ from irevnet_tf import stack as stack_lib  # noqa: E402
 from irevnet_tf.backends import jax_gradient  # noqa: E402
 from irevnet_tf.layers.fixed_point import checks_disabled  # noqa: E402
 from irevnet_tf.model import IRevNet  # noqa: E402
-from tests.helpers import randomize_batch_norms  # noqa: E402
-
-# After an initial psi: a stride-1 block, then a stride-2 block (16x16x3 -> 4x4x48).
-BIJECTIVE = dict(blocks=(1, 1), strides=(1, 2), channels=(6, 24), init_ds=2,
-                 input_shape=(16, 16, 3), num_classes=5)
-# A stride-1 injective block (3 image channels split 1 + 2, padded to 8 + 8), a bijective
-# stride-1 block, then a stride-2 block.
-INJECTIVE = dict(blocks=(2, 1), strides=(1, 2), channels=(8, 32), init_ds=0,
-                 input_shape=(8, 8, 3), num_classes=5)
-CONFIGS = {"bijective": BIJECTIVE, "injective": INJECTIVE}
-BATCH = 6
-SEED = (11, 23)
-
-
-@pytest.fixture
-def float64():
-    """JAX computes in float64 only with x64 enabled; restored afterwards."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
-def build_pair(kind, dtype="float32", dropout_rate=0.2, **overrides):
-    """The same network twice, reversible and plain, with identical weights (batch norms
-    randomised, as in a trained model)."""
-    kwargs = dict(CONFIGS[kind], dropout_rate=dropout_rate, seed=5, dtype=dtype, **overrides)
-    reversible = IRevNet(reversible=True, **kwargs)
-    randomize_batch_norms(reversible, seed=1, shift_std=0.5)
-    plain = IRevNet(reversible=False, **kwargs)
-    plain.set_weights(reversible.get_weights())
-    return reversible, plain
-
-
-def batch(kind, dtype="float32", size=BATCH, seed=0):
-    rng = np.random.default_rng(seed)
-    shape = CONFIGS[kind]["input_shape"]
-    images = jnp.asarray(rng.standard_normal((size, *shape)).astype(dtype))
-    labels = jnp.asarray(rng.integers(0, CONFIGS[kind]["num_classes"], size).astype("int32"))
-    return images, labels
-
-
-def loss_function(model, labels, dropout_seed=SEED):
-    """loss(trainable values, non-trainable values, images) -> (loss, new non-trainable
-    values), as Keras' JAX trainer computes it."""
-    seed = None if dropout_seed is None else jnp.asarray(dropout_seed, jnp.uint32)
-
-    def loss(trainable_values, non_trainable_values, images):
-        logits, new_values = model.stateless_call(
-            trainable_values, non_trainable_values, images, training=True, dropout_seed=seed)
-        value = ops.mean(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
-        return value, new_values
-
-    return loss
-
-
-def gradients(model, images, labels, jit=True, dropout_seed=SEED):
-    """(loss, new non-trainable values, [d loss / d images] + weight gradients), under
-    `jax.jit` (as in `model.fit`) or eagerly."""
-    function = jax.value_and_grad(loss_function(model, labels, dropout_seed),
-                                  argnums=(0, 2), has_aux=True)
-    if jit:
-        function = jax.jit(function)
-    (loss, new_values), (weight_grads, image_grads) = function(
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables], images)
-    return loss, new_values, [image_grads] + list(weight_grads)
-
-
-def assert_gradients_close(model, actual, expected, tolerance, per_variable=False):
-    """The largest difference of each gradient relative to the largest |gradient| of the
-    model (images included), or, with `per_variable`, to that gradient's own largest
-    magnitude (float64: even a one-element gradient that sums to nearly nothing agrees)."""
-    names = ["images"] + [v.path for v in model.trainable_variables]
-    assert len(actual) == len(expected) == len(names)
-    actual = [np.asarray(a, np.float64) for a in actual]
-    expected = [np.asarray(e, np.float64) for e in expected]
-    largest = max(np.abs(e).max() for e in expected)
-    errors = {}
-    for name, a, e in zip(names, actual, expected):
-        assert a.shape == e.shape, name
-        assert np.all(np.isfinite(a)), name
-        scale = np.abs(e).max() if per_variable else largest
-        errors[name] = np.abs(a - e).max() / scale if scale else np.abs(a).max()
-    worst = max(errors, key=errors.get)
-    assert errors[worst] <= tolerance, f"worst relative error {errors[worst]:.3g} at {worst}"
+from tests.backends.jax_gradient_cases import (  # noqa: E402
+    BIJECTIVE, CONFIGS, SEED, assert_gradients_close, batch, build_pair, float64, gradients)
 
 
 def test_model_uses_the_jax_reversible_gradient(monkeypatch):
@@ -131,18 +48,15 @@ def test_model_uses_the_jax_reversible_gradient(monkeypatch):
     assert calls == [block.name for block in reversed(reversible.stack)]
 
 
-# Eagerly and under jax.jit alike: BatchNorm's element-wise path normalises float64 inputs in
-# float64 (it took `keras.backend.result_type(dtype, "float32")` before, which is float32 for
-# float64 on JAX, and under jit XLA's fusions then showed float32 rounding, 4e-6 of a
-# gradient).
-@pytest.mark.parametrize("mode", ["eager", "jit"])
+# BatchNorm's element-wise path normalises float64 inputs in float64 (it took
+# `keras.backend.result_type(dtype, "float32")` before, which is float32 for float64 on JAX,
+# and under jit XLA's fusions then showed float32 rounding, 4e-6 of a gradient).
 @pytest.mark.parametrize("kind", ["bijective", "injective"])
-def test_float64_gradients_equal_plain_autodiff(kind, mode, float64):
+def test_float64_gradients_equal_plain_autodiff(kind, float64):
     reversible, plain = build_pair(kind, dtype="float64")
     images, labels = batch(kind, dtype="float64")
-    jit = mode == "jit"
-    loss_rev, _, grads_rev = gradients(reversible, images, labels, jit=jit)
-    loss_plain, _, grads_plain = gradients(plain, images, labels, jit=jit)
+    loss_rev, _, grads_rev = gradients(reversible, images, labels)
+    loss_plain, _, grads_plain = gradients(plain, images, labels)
     assert grads_rev[1].dtype == jnp.float64
     np.testing.assert_allclose(loss_rev, loss_plain, rtol=1e-12)
     assert_gradients_close(reversible, grads_rev, grads_plain, 1e-10, per_variable=True)
@@ -234,18 +148,6 @@ def test_eager_call_assigns_moving_statistics():
     changed = [np.abs(np.asarray(v.value) - b).max() > 0
                for v, b in zip(reversible.non_trainable_variables, before)]
     assert sum(changed) >= 2 * len(reversible.stack)
-
-
-def test_jit_gradients_equal_eager_gradients():
-    reversible, plain = build_pair("bijective")
-    images, labels = batch("bijective")
-    _, stats_eager, grads_eager = gradients(reversible, images, labels, jit=False)
-    _, stats_jit, grads_jit = gradients(reversible, images, labels)
-    assert_gradients_close(reversible, grads_jit, grads_eager, 1e-6)
-    for a, b in zip(stats_jit, stats_eager):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
-    _, _, grads_plain_jit = gradients(plain, images, labels)
-    assert_gradients_close(reversible, grads_jit, grads_plain_jit, 1e-6)
 
 
 def test_stack_alone_matches_run():
