@@ -14,7 +14,8 @@ broke the float stream; 0 and 10 passes are checked on the two smaller configura
 blocks are irevnet301's at other sizes); one eager round trip per configuration, at its
 last statistics in mixed_bfloat16 (eager = compiled is one claim per configuration; the
 compiled round trip runs at every level and precision); the float64 gradient reference only
-where a test reads it (mixed_bfloat16).
+where a test reads it (mixed_bfloat16); batch-norm calibration on 16 images; irevnet301's
+export in mixed_bfloat16 only (EXPORT_CASES).
 """
 
 import os
@@ -168,9 +169,17 @@ def _run_signature(session, meta_graph, name, inputs):
     return session.run(fetches, feed_dict=feeds)
 
 
+# Exports: every configuration in both precisions, but irevnet301 in mixed_bfloat16 only,
+# bfloat16's F being the one that differs most from float32's (tracing and saving
+# irevnet301 takes about 45 s a precision). Its float32 round trip at full depth is
+# test_round_trip_bit_exact_at_full_depth's, and float32 through this loader irevnet_cifar's
+# and irevnet_small's.
+EXPORT_CASES = [(*case, precision) for case in CASES for precision in PRECISIONS
+                if (case[0], precision) != ("irevnet301", "float32")]
+
+
 @pytest.mark.timeout(2400)
-@pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("name,batch,calibration_size", CASES)
+@pytest.mark.parametrize("name,batch,calibration_size,precision", EXPORT_CASES)
 def test_exported_round_trip_through_the_graph_mode_loader(name, batch, calibration_size,
                                                            precision, tmp_path):
     for _, model in calibrated_models(name, batch, calibration_size, 0, (60,)):

@@ -1,8 +1,8 @@
 """The JAX memory-saving gradient op by op (no `jax.jit`, as a user's eager JAX code runs it),
-against plain autodiff and against the jitted gradient that `model.fit` takes (the
-networks and gradient functions: jax_gradient_cases.py; the jitted checks:
-test_jax_gradient.py). A file of its own so that test workers (pytest-xdist) run it beside
-the jitted checks: eager JAX dispatches every op, 20 s a network here.
+against plain autodiff in float64 (the networks and gradient functions:
+jax_gradient_cases.py; the jitted checks: test_jax_gradient.py). A file of its own so that
+test workers (pytest-xdist) run it beside the jitted checks: eager JAX dispatches every op,
+20 s a network here.
 """
 
 import keras
@@ -19,25 +19,23 @@ from tests.backends.jax_gradient_cases import (  # noqa: E402
     assert_gradients_close, batch, build_pair, float64, gradients)
 
 
-# Eagerly too, BatchNorm's element-wise path normalises float64 inputs in float64.
+# Eagerly too, BatchNorm's element-wise path normalises float64 inputs in float64. Both
+# sides equal plain autodiff's to 1e-10 in float64 (test_jax_gradient.py checks the jitted
+# ones the same way), so eager and jitted gradients agree through it; the moving statistics
+# are one training forward pass's, as under jit.
 @pytest.mark.parametrize("kind", ["bijective", "injective"])
 def test_float64_gradients_equal_plain_autodiff_eagerly(kind, float64):
     reversible, plain = build_pair(kind, dtype="float64")
     images, labels = batch(kind, dtype="float64")
-    loss_rev, _, grads_rev = gradients(reversible, images, labels, jit=False)
-    loss_plain, _, grads_plain = gradients(plain, images, labels, jit=False)
+    loss_rev, stats_rev, grads_rev = gradients(reversible, images, labels, jit=False)
+    loss_plain, stats_plain, grads_plain = gradients(plain, images, labels, jit=False)
     assert grads_rev[1].dtype == jnp.float64
     np.testing.assert_allclose(loss_rev, loss_plain, rtol=1e-12)
     assert_gradients_close(reversible, grads_rev, grads_plain, 1e-10, per_variable=True)
-
-
-def test_jit_gradients_equal_eager_gradients():
-    reversible, plain = build_pair("bijective")
-    images, labels = batch("bijective")
-    _, stats_eager, grads_eager = gradients(reversible, images, labels, jit=False)
-    _, stats_jit, grads_jit = gradients(reversible, images, labels)
-    assert_gradients_close(reversible, grads_jit, grads_eager, 1e-6)
-    for a, b in zip(stats_jit, stats_eager):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
-    _, _, grads_plain_jit = gradients(plain, images, labels)
-    assert_gradients_close(reversible, grads_jit, grads_plain_jit, 1e-6)
+    moved = 0
+    for variable, new, expected in zip(reversible.non_trainable_variables, stats_rev,
+                                       stats_plain):
+        np.testing.assert_allclose(np.asarray(new), np.asarray(expected), rtol=1e-12,
+                                   atol=1e-14, err_msg=variable.path)
+        moved += int(np.abs(np.asarray(new) - np.asarray(variable.value)).max() > 0)
+    assert moved >= 2 * len(reversible.stack)
