@@ -30,7 +30,8 @@ from irevnet_tf.backends import jax_gradient  # noqa: E402
 from irevnet_tf.layers.fixed_point import checks_disabled  # noqa: E402
 from irevnet_tf.model import IRevNet  # noqa: E402
 from tests.backends.jax_gradient_cases import (  # noqa: E402
-    BIJECTIVE, CONFIGS, SEED, assert_gradients_close, batch, build_pair, float64, gradients)
+    BIJECTIVE, CONFIGS, SEED, assert_gradients_close, batch, build_pair, float64,
+    float64_gradients_against_plain, gradients)
 
 
 def test_model_uses_the_jax_reversible_gradient(monkeypatch):
@@ -53,13 +54,7 @@ def test_model_uses_the_jax_reversible_gradient(monkeypatch):
 # and under jit XLA's fusions then showed float32 rounding, 4e-6 of a gradient).
 @pytest.mark.parametrize("kind", ["bijective", "injective"])
 def test_float64_gradients_equal_plain_autodiff(kind, float64):
-    reversible, plain = build_pair(kind, dtype="float64")
-    images, labels = batch(kind, dtype="float64")
-    loss_rev, _, grads_rev = gradients(reversible, images, labels)
-    loss_plain, _, grads_plain = gradients(plain, images, labels)
-    assert grads_rev[1].dtype == jnp.float64
-    np.testing.assert_allclose(loss_rev, loss_plain, rtol=1e-12)
-    assert_gradients_close(reversible, grads_rev, grads_plain, 1e-10, per_variable=True)
+    float64_gradients_against_plain(kind, jit=True)
 
 
 def float64_twin(model):

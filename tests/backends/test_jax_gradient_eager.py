@@ -13,10 +13,8 @@ if keras.backend.backend() != "jax":
     pytest.skip("the JAX memory-saving gradient needs KERAS_BACKEND=jax",
                 allow_module_level=True)
 
-import jax.numpy as jnp  # noqa: E402
-
 from tests.backends.jax_gradient_cases import (  # noqa: E402
-    assert_gradients_close, batch, build_pair, float64, gradients)
+    float64, float64_gradients_against_plain)
 
 
 # Eagerly too, BatchNorm's element-wise path normalises float64 inputs in float64. Both
@@ -25,13 +23,7 @@ from tests.backends.jax_gradient_cases import (  # noqa: E402
 # are one training forward pass's, as under jit.
 @pytest.mark.parametrize("kind", ["bijective", "injective"])
 def test_float64_gradients_equal_plain_autodiff_eagerly(kind, float64):
-    reversible, plain = build_pair(kind, dtype="float64")
-    images, labels = batch(kind, dtype="float64")
-    loss_rev, stats_rev, grads_rev = gradients(reversible, images, labels, jit=False)
-    loss_plain, stats_plain, grads_plain = gradients(plain, images, labels, jit=False)
-    assert grads_rev[1].dtype == jnp.float64
-    np.testing.assert_allclose(loss_rev, loss_plain, rtol=1e-12)
-    assert_gradients_close(reversible, grads_rev, grads_plain, 1e-10, per_variable=True)
+    reversible, stats_rev, stats_plain = float64_gradients_against_plain(kind, jit=False)
     moved = 0
     for variable, new, expected in zip(reversible.non_trainable_variables, stats_rev,
                                        stats_plain):
